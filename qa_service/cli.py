@@ -1,0 +1,219 @@
+"""The qa-service command line: ingest, ask, serve, documents, eval. Flags override QA_ settings."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from qa_service.config import Settings
+from qa_service.errors import QAError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grounded, cited question answering over news articles.")
+docs_app = typer.Typer(no_args_is_help=True, help="List, show and delete stored documents.")
+app.add_typer(docs_app, name="documents")
+
+_overrides: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    try:
+        return Settings(**_overrides)
+    except Exception as exc:  # pydantic's message names the bad field
+        typer.secho(f"configuration error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main(
+    data_dir: Annotated[Optional[Path], typer.Option(help="Chroma directory (QA_DATA_DIR)")] = None,
+    collection: Annotated[Optional[str], typer.Option(help="collection name (QA_COLLECTION)")] = None,
+    chroma_url: Annotated[Optional[str], typer.Option(help="Chroma server URL (QA_CHROMA_URL)")] = None,
+    llm_backend: Annotated[Optional[str], typer.Option(help="local | openai (QA_LLM_BACKEND)")] = None,
+    llm_model: Annotated[Optional[str], typer.Option(help="packaged model name or .gguf path (QA_LLM_MODEL)")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="passages per answer (QA_TOP_K)")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    for key, value in dict(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm_backend=llm_backend, llm_model=llm_model, top_k=top_k).items():
+        if value is not None:
+            _overrides[key] = value
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+def _service(load_llm: bool) -> Any:
+    from qa_service.service import QAService
+
+    try:
+        return QAService(settings(), load_llm=load_llm)
+    except QAError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+
+def _fail(exc: QAError) -> None:
+    typer.secho(f"error ({exc.code}): {exc.message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help="files or directories (recursive)")], as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Ingest .txt .md .json .jsonl .html files; unchanged documents are skipped."""
+    from tqdm import tqdm
+
+    from qa_service.ingest.loaders import iter_files, load_paths
+
+    svc = _service(load_llm=False)
+    files = list(iter_files(paths))
+    with tqdm(total=len(files), unit="file", disable=as_json or len(files) < 2, file=sys.stderr) as bar:
+        def progress_files():  # type: ignore[no-untyped-def]
+            for f in files:
+                yield from load_paths([f])
+                bar.update(1)
+
+        report = svc.ingest(progress_files())
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        for item in report.items:
+            if item.status == "failed":
+                typer.secho(f"failed  {item.origin}: {item.error}", fg="yellow", err=True)
+        typer.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, failed {report.failed}; chunks written {report.chunks_written}")
+    raise typer.Exit(1 if report.failed and not (report.added or report.updated or report.unchanged) else 0)
+
+
+def _filters(source: str | None, doc_id: str | None, after: str | None, before: str | None) -> Any:
+    from qa_service.schemas import Filters
+
+    if not any((source, doc_id, after, before)):
+        return None
+    return Filters(source=source, doc_id=doc_id, published_after=after, published_before=before)
+
+
+@app.command()
+def ask(
+    question: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the full JSON answer")] = False,
+    source: Annotated[Optional[str], typer.Option()] = None,
+    doc_id: Annotated[Optional[str], typer.Option()] = None,
+    published_after: Annotated[Optional[str], typer.Option()] = None,
+    published_before: Annotated[Optional[str], typer.Option()] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="passages to retrieve")] = None,
+) -> None:
+    """Answer a question from the stored articles, streaming to the terminal."""
+    svc = _service(load_llm=True)
+    final = None
+    try:
+        for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before)):
+            if ev.event == "token" and not as_json:
+                typer.echo(ev.data, nl=False)
+            elif ev.event == "done":
+                final = ev.data
+    except QAError as exc:
+        _fail(exc)
+    assert final is not None
+    if as_json:
+        typer.echo(final.model_dump_json(indent=2))
+        return
+    typer.echo("")
+    if final.refused:
+        typer.secho("(refused: the passages do not hold the answer)", fg="yellow")
+    else:
+        typer.secho(f"short answer: {final.short_answer}", bold=True)
+        for c in final.citations:
+            quote = f' — "{c.quote.text[:160]}"' if c.quote else ""
+            typer.echo(f"[{c.n}] {c.title} ({c.doc_id}){quote}")
+    t = final.timings
+    typer.secho(f"retrieve {t.retrieve_ms:.0f} ms, generate {t.generate_ms:.0f} ms, total {t.total_ms:.0f} ms", dim=True)
+
+
+@app.command()
+def search(query: str, k: Annotated[Optional[int], typer.Option("--k")] = None) -> None:
+    """Retrieval only (no LLM), as JSON."""
+    svc = _service(load_llm=False)
+    try:
+        results = svc.search(query, k)
+    except QAError as exc:
+        _fail(exc)
+    typer.echo(json.dumps([r.model_dump() for r in results], indent=2, ensure_ascii=False))
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
+    """Serve the HTTP API (and web UI). Never ingests anything by itself."""
+    import uvicorn
+
+    from qa_service.api.app import create_app
+
+    uvicorn.run(create_app(settings()), host=host, port=port, workers=1, log_level="info")
+
+
+@docs_app.command("list")
+def documents_list(offset: int = 0, limit: int = 50) -> None:
+    svc = _service(load_llm=False)
+    page = svc.list_documents(offset, limit)
+    for d in page.documents:
+        typer.echo(f"{d.doc_id}\t{d.chunks} chunks\t{d.source or '-'}\t{d.title}")
+    typer.echo(f"{len(page.documents)} of {page.total} documents", err=True)
+
+
+@docs_app.command("show")
+def documents_show(doc_id: str) -> None:
+    svc = _service(load_llm=False)
+    try:
+        typer.echo(svc.get_document(doc_id).model_dump_json(indent=2))
+    except QAError as exc:
+        _fail(exc)
+
+
+@docs_app.command("delete")
+def documents_delete(doc_id: str) -> None:
+    svc = _service(load_llm=False)
+    try:
+        svc.delete(doc_id)
+    except QAError as exc:
+        _fail(exc)
+    typer.echo(f"deleted {doc_id}")
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Packaged models.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("prepare")
+def models_prepare() -> None:
+    """Assemble and verify the packaged GGUF models (run by make install, so the first answer is not slowed)."""
+    from qa_service.models import GGUF_MODELS, resolve_gguf
+
+    s = settings()
+    for name in GGUF_MODELS:
+        try:
+            path = resolve_gguf(name, s.model_cache_dir)
+        except QAError as exc:
+            typer.secho(f"{name}: {exc.message}", fg="yellow", err=True)
+            continue
+        typer.echo(f"{name}: {path} ({path.stat().st_size / 1e6:.0f} MB)")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    from qa_service.models import GGUF_MODELS
+
+    for m in GGUF_MODELS.values():
+        typer.echo(f"{m.name}\t{m.description}")
+
+
+if __name__ == "__main__":
+    app()

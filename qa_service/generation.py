@@ -1,0 +1,169 @@
+"""Passages -> prompt (from prompts/) -> LLM -> parsed answer, as an LCEL chain, within a token budget."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+
+from qa_service.embedding import Embedder
+from qa_service.errors import ConfigError, PayloadTooLarge
+from qa_service.ingest.chunking import count_tokens, sentences
+from qa_service.llm.base import StreamingLLM
+from qa_service.llm.langchain_adapter import ProtocolChatModel
+from qa_service.retrieval import Retrieved
+from qa_service.store.lexical import tokenize
+
+
+@dataclass
+class Passage:
+    n: int
+    hit: Retrieved
+    text: str  # the excerpt the model reads
+    spans: list[tuple[int, int]]  # excerpt sentence spans, in document offsets
+
+
+@dataclass
+class Prompts:
+    system: str
+    answer: str
+    condense: str
+    examples: list[tuple[str, str]]  # (role, text) few-shot turns: part of the stable, cached prefix
+
+    @classmethod
+    def load(cls, folder: Path) -> Prompts:
+        try:
+            system, answer, condense, examples = (
+                Path(folder, f"{name}.md").read_text(encoding="utf-8").strip() for name in ("system", "answer", "condense", "examples")
+            )
+        except FileNotFoundError as exc:
+            raise ConfigError(f"prompt template missing: {exc.filename}") from None
+        turns = [
+            ("human" if part.startswith("user") else "ai", part.split("\n", 1)[1].strip())
+            for part in re.split(r"^### ", examples, flags=re.MULTILINE)
+            if part.strip() and part.split("\n", 1)[0].strip() in {"user", "assistant"}
+        ]
+        return cls(system, answer, condense, turns)
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def select_passages(question: str, hits: list[Retrieved], embedder: Embedder, budget: int) -> list[Passage]:
+    """Trim each retrieved chunk to the sentences that match the question (plus neighbours), within budget.
+
+    Every retrieved chunk keeps at least its best sentence while the budget allows, so each [n] the model can
+    cite is a passage that was retrieved.
+    """
+    if not hits:
+        return []
+    units: list[tuple[int, int, int, int]] = []  # hit index, sentence index, doc start, doc end
+    per_hit: list[list[tuple[int, int]]] = []
+    for i, h in enumerate(hits):
+        spans = [(h.chunk.start + s, h.chunk.start + e) for s, e in sentences(h.chunk.text)] or [(h.chunk.start, h.chunk.end)]
+        per_hit.append(spans)
+        units.extend((i, j, s, e) for j, (s, e) in enumerate(spans))
+
+    def text_of(i: int, s: int, e: int) -> str:
+        c = hits[i].chunk
+        return c.text[s - c.start : e - c.start]
+
+    texts = [text_of(i, s, e) for i, _, s, e in units]
+    q_vec = embedder.embed_query(question)
+    sims = embedder.embed(texts) @ q_vec
+    q_terms = set(tokenize(question))
+    lex = np.array([len(q_terms & set(tokenize(t))) / (len(q_terms) or 1) for t in texts], dtype=np.float32)
+    score = sims + 0.3 * lex
+    cost = [count_tokens(t) + 1 for t in texts]
+    chosen: set[int] = set()
+    used = sum(count_tokens(f"[{i + 1}] {_label(h.chunk.title)}\n") for i, h in enumerate(hits))
+
+    def take(u: int) -> bool:
+        nonlocal used
+        if u in chosen or used + cost[u] > budget:
+            return False
+        chosen.add(u)
+        used += cost[u]
+        return True
+
+    index = {(i, j): u for u, (i, j, _, _) in enumerate(units)}
+    for i in range(len(hits)):
+        best = max((u for u, unit in enumerate(units) if unit[0] == i), key=lambda u: score[u])
+        take(best)
+    # then the best remaining sentences, preferring neighbours of what is already chosen
+    for _ in range(len(units)):
+        bonus = np.zeros(len(units), dtype=np.float32)
+        for u in chosen:
+            i, j = units[u][:2]
+            for nb in (index.get((i, j - 1)), index.get((i, j + 1))):
+                if nb is not None:
+                    bonus[nb] = 0.15
+        ranked = [u for u in np.argsort(-(score + bonus)) if u not in chosen]
+        if not any(take(int(u)) for u in ranked[:8]):
+            break
+    passages: list[Passage] = []
+    for i, h in enumerate(hits):
+        picked = sorted(units[u][1] for u in chosen if units[u][0] == i)
+        if not picked:
+            continue
+        parts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        prev = None
+        for j in picked:
+            s, e = per_hit[i][j]
+            parts.append(("… " if prev is not None and j != prev + 1 else "") + text_of(i, s, e))
+            spans.append((s, e))
+            prev = j
+        passages.append(Passage(len(passages) + 1, h, " ".join(parts), spans))
+    return passages
+
+
+def _label(title: str) -> str:
+    return title if len(title) <= 80 else title[:77].rsplit(" ", 1)[0] + " …"
+
+
+def format_passages(passages: list[Passage]) -> str:
+    return "\n\n".join(f"[{p.n}] {_label(p.hit.chunk.title)}\n{p.text}" for p in passages)
+
+
+class Generator:
+    """Builds the LCEL answer chain: prompt template | chat model | string parser."""
+
+    def __init__(self, llm: StreamingLLM, prompts: Prompts, *, max_tokens: int, context_tokens: int, context: int) -> None:
+        self.llm = llm
+        self.prompts = prompts
+        self.max_tokens = max_tokens
+        self.context_tokens = context_tokens
+        self.context = context
+        self.model = ProtocolChatModel(backend=llm, max_tokens=max_tokens)
+        prefix = [("system", _escape(prompts.system))] + [(role, _escape(text)) for role, text in prompts.examples]
+        self.system_tokens = sum(count_tokens(text) + 4 for _, text in prefix)
+        template = ChatPromptTemplate.from_messages([*prefix, ("human", prompts.answer)])
+        self.chain: Runnable[dict[str, str], str] = template | self.model | StrOutputParser()
+        condense = ChatPromptTemplate.from_messages([("human", prompts.condense)])
+        self.condense_chain: Runnable[dict[str, str], str] = condense | self.model.bind(max_tokens=48) | StrOutputParser()
+
+    def passage_budget(self, question: str) -> int:
+        """Tokens left for passages once instructions, question and answer are reserved."""
+        q = count_tokens(question)
+        spare = self.context - self.system_tokens - q - self.max_tokens - 96
+        if spare < 64:
+            raise PayloadTooLarge(f"question is {q} tokens; it leaves no room for passages in a {self.context}-token context")
+        return min(self.context_tokens, spare)
+
+    def stream(self, question: str, passages: list[Passage]) -> Iterator[str]:
+        yield from self.chain.stream({"passages": format_passages(passages), "question": question})
+
+    def warmup(self) -> None:
+        """Evaluate the stable instruction prefix once, so the engine's prompt cache holds it before any question."""
+        self.model.invoke(self.chain.first.invoke({"passages": "[1] -\n-", "question": "-"}), max_tokens=1)  # type: ignore[attr-defined]
+
+    def condense(self, history: str, question: str) -> str:
+        return self.condense_chain.invoke({"history": history, "question": question}).strip()

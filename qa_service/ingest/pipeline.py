@@ -1,0 +1,142 @@
+"""Articles -> chunks -> embeddings -> store, with content hashes so re-ingest of unchanged text is a no-op.
+
+Write order per document: new chunks (deterministic ids, upsert), then stale chunks deleted, then the document
+record. The record is the acknowledgement: a crash before it leaves nothing that a re-run does not repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from qa_service.config import Settings
+from qa_service.embedding import Embedder
+from qa_service.ingest.chunking import chunk_text
+from qa_service.ingest.loaders import Article, Loaded
+from qa_service.schemas import IngestItem, IngestReport
+from qa_service.store.base import ChunkRecord, DocRecord, Store
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class _Pending:
+    origin: str
+    article: Article
+    chunks: list[ChunkRecord]
+    status: str
+
+
+class IngestPipeline:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings, on_change: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.on_change = on_change or (lambda: None)
+        self.batch_chunks = max(settings.embedding_batch_size * 4, 64)
+
+    def chunk(self, article: Article) -> list[ChunkRecord]:
+        doc_id, h = article.doc_id, article.content_hash
+        return [
+            ChunkRecord(
+                chunk_id=f"{doc_id}#{h[:10]}-{c.index:04d}",
+                doc_id=doc_id,
+                text=c.text,
+                index=c.index,
+                start=c.start,
+                end=c.end,
+                title=article.title,
+                source=article.source,
+                url=article.url,
+                published_at=article.published_at,
+                content_hash=h,
+            )
+            for c in chunk_text(article.text, self.settings.chunk_size, self.settings.chunk_overlap)
+        ]
+
+    def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
+        report = IngestReport()
+        window: list[Loaded] = []
+        window_chunks = 0
+        for item in items:
+            if item.article is None:
+                report.items.append(IngestItem(origin=item.origin, doc_id=None, status="failed", error=item.error))
+                report.failed += 1
+                if progress:
+                    progress(1)
+                continue
+            window.append(item)
+            window_chunks += max(1, len(item.article.text) // 600)
+            if window_chunks >= self.batch_chunks:
+                self._flush(window, report, progress)
+                window, window_chunks = [], 0
+        if window:
+            self._flush(window, report, progress)
+        return report
+
+    def _flush(self, window: list[Loaded], report: IngestReport, progress: Progress | None) -> None:
+        # the last occurrence of an id within one batch wins, as with sequential ingests
+        latest: dict[str, Loaded] = {}
+        for item in window:
+            assert item.article is not None
+            latest.pop(item.article.doc_id, None)
+            latest[item.article.doc_id] = item
+        existing = self.store.get_documents(list(latest))
+        pending: list[_Pending] = []
+        for doc_id, item in latest.items():
+            article = item.article
+            assert article is not None
+            old = existing.get(doc_id)
+            if old is not None and old.content_hash == article.content_hash:
+                report.items.append(IngestItem(origin=item.origin, doc_id=doc_id, status="unchanged", chunks=0))
+                report.unchanged += 1
+                continue
+            if len(article.text) > self.settings.max_document_chars:
+                report.items.append(
+                    IngestItem(
+                        origin=item.origin,
+                        doc_id=doc_id,
+                        status="failed",
+                        error=f"document has {len(article.text)} characters, over the {self.settings.max_document_chars} limit",
+                    )
+                )
+                report.failed += 1
+                continue
+            pending.append(_Pending(item.origin, article, self.chunk(article), "updated" if old else "added"))
+        skipped = len(window) - len(latest)
+        if pending:
+            all_chunks = [c for p in pending for c in p.chunks]
+            vectors = self.embedder.embed([c.text for c in all_chunks])
+            self.store.upsert_chunks(all_chunks, vectors)
+            for p in pending:
+                new_ids = [c.chunk_id for c in p.chunks]
+                keep = set(new_ids)
+                stale = [cid for cid in self.store.chunk_ids_of(p.article.doc_id) if cid not in keep]
+                if stale:
+                    self.store.delete_chunks(stale)
+                a = p.article
+                self.store.put_document(
+                    DocRecord(a.doc_id, a.title, a.text, a.content_hash, new_ids, a.source, a.url, a.published_at, a.author)
+                )
+                report.items.append(IngestItem(origin=p.origin, doc_id=a.doc_id, status=p.status, chunks=len(p.chunks)))  # type: ignore[arg-type]
+                report.chunks_written += len(p.chunks)
+                if p.status == "added":
+                    report.added += 1
+                else:
+                    report.updated += 1
+            self.on_change()
+        if skipped:
+            report.unchanged += skipped
+        if progress:
+            progress(len(window))
+
+    def delete(self, doc_id: str) -> bool:
+        doc = self.store.get_document(doc_id)
+        ids = self.store.chunk_ids_of(doc_id)
+        if doc is None and not ids:
+            return False
+        if ids:
+            self.store.delete_chunks(ids)
+        self.store.delete_document(doc_id)
+        self.on_change()
+        return True

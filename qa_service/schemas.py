@@ -1,0 +1,157 @@
+"""Request and response models shared by the API, the CLI and the eval runner."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Filters(Strict):
+    source: str | None = Field(None, max_length=200)
+    doc_id: str | None = Field(None, max_length=200)
+    published_after: str | None = Field(None, description="ISO date, inclusive", max_length=40)
+    published_before: str | None = Field(None, description="ISO date, inclusive", max_length=40)
+
+
+class SearchRequest(Strict):
+    query: str = Field(..., min_length=1)
+    top_k: int | None = Field(None, ge=1)
+    filters: Filters | None = None
+
+
+class SearchResult(BaseModel):
+    chunk_id: str
+    doc_id: str
+    title: str
+    source: str | None
+    url: str | None
+    published_at: str | None
+    text: str
+    score: float
+    start: int
+    end: int
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+
+
+class AskRequest(Strict):
+    question: str = Field(..., min_length=1)
+    top_k: int | None = Field(None, ge=1)
+    filters: Filters | None = None
+    stream: bool = False
+
+
+class ChatMessage(Strict):
+    role: Literal["user", "assistant", "system"]
+    content: str = Field(..., min_length=1)
+
+
+class ChatRequest(Strict):
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=50)
+    top_k: int | None = Field(None, ge=1)
+    filters: Filters | None = None
+    stream: bool = False
+
+
+class Quote(BaseModel):
+    text: str
+    start: int
+    end: int
+
+
+class Citation(BaseModel):
+    n: int
+    doc_id: str
+    chunk_id: str
+    title: str
+    source: str | None
+    url: str | None
+    published_at: str | None
+    text: str
+    quote: Quote | None
+
+
+class Timings(BaseModel):
+    retrieve_ms: float
+    generate_ms: float
+    total_ms: float
+    first_token_ms: float | None = None
+
+
+class AskResponse(BaseModel):
+    answer: str
+    short_answer: str | None
+    refused: bool
+    citations: list[Citation]
+    timings: Timings
+    question: str | None = Field(None, description="the standalone question that was answered (chat)")
+
+
+class DocumentIn(Strict):
+    id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
+    title: str | None = Field(None, max_length=1000)
+    text: str = Field(..., min_length=1)
+    source: str | None = Field(None, max_length=200)
+    url: str | None = Field(None, max_length=2000)
+    published_at: str | None = Field(None, max_length=40)
+    author: str | None = Field(None, max_length=300)
+
+
+class DocumentsIn(Strict):
+    documents: list[DocumentIn] = Field(..., min_length=1)
+
+
+class IngestItem(BaseModel):
+    origin: str
+    doc_id: str | None
+    status: Literal["added", "updated", "unchanged", "failed"]
+    chunks: int = 0
+    error: str | None = None
+
+
+class IngestReport(BaseModel):
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    chunks_written: int = 0
+    items: list[IngestItem] = []
+
+
+class DocumentInfo(BaseModel):
+    doc_id: str
+    title: str
+    source: str | None
+    url: str | None
+    published_at: str | None
+    author: str | None
+    chunks: int
+    content_hash: str
+    chars: int
+
+
+class DocumentDetail(DocumentInfo):
+    text: str
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentInfo]
+    total: int
+    offset: int
+    limit: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,178 @@
+"""Chroma behind the Store protocol: embedded PersistentClient, or HttpClient when QA_CHROMA_URL is set.
+
+Embeddings are always computed by the project; Chroma's default embedding function is never used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from qa_service.errors import BackendUnavailable
+from qa_service.store.base import ChunkRecord, DocRecord, Hit, Where
+
+_DOC_VEC = [1.0]
+
+
+def make_client(data_dir: str, chroma_url: str | None) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if chroma_url:
+        u = urlparse(chroma_url)
+        if u.scheme not in {"http", "https"} or not u.hostname:
+            raise ValueError(f"QA_CHROMA_URL must look like http://host:port, got {chroma_url!r}")
+        try:
+            return chromadb.HttpClient(
+                host=u.hostname,
+                port=u.port or (443 if u.scheme == "https" else 8000),
+                ssl=u.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise BackendUnavailable(f"cannot reach Chroma at {chroma_url}: {exc}") from None
+    return chromadb.PersistentClient(path=data_dir, settings=chroma_settings)
+
+
+class ChromaStore:
+    def __init__(self, client: Any, collection: str, *, write_batch: int = 1000, sync_threshold: int = 1000) -> None:
+        self.client = client
+        hnsw = {"space": "cosine", "sync_threshold": sync_threshold}
+        self.chunks = client.get_or_create_collection(collection, configuration={"hnsw": hnsw}, embedding_function=None)
+        self.docs = client.get_or_create_collection(
+            f"{collection}__docs", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
+        )
+        self.write_batch = min(write_batch, client.get_max_batch_size())
+
+    # chunks
+    def upsert_chunks(self, chunks: list[ChunkRecord], embeddings: np.ndarray) -> None:
+        for i in range(0, len(chunks), self.write_batch):
+            part = chunks[i : i + self.write_batch]
+            self.chunks.upsert(
+                ids=[c.chunk_id for c in part],
+                embeddings=embeddings[i : i + self.write_batch],
+                documents=[c.text for c in part],
+                metadatas=[c.metadata() for c in part],
+            )
+
+    def delete_chunks(self, chunk_ids: list[str]) -> None:
+        for i in range(0, len(chunk_ids), self.write_batch):
+            self.chunks.delete(ids=chunk_ids[i : i + self.write_batch])
+
+    def chunk_ids_of(self, doc_id: str) -> list[str]:
+        got = self.chunks.get(where={"doc_id": doc_id}, include=[])
+        return list(got["ids"])
+
+    def query(self, embedding: np.ndarray, k: int, where: Where) -> list[Hit]:
+        n = self.chunks.count()
+        if n == 0:
+            return []
+        res = self.chunks.query(
+            query_embeddings=[np.asarray(embedding, dtype=np.float32)],
+            n_results=min(k, n),
+            where=_where(where),
+            include=["documents", "metadatas", "distances", "embeddings"],
+        )
+        hits: list[Hit] = []
+        embs = res.get("embeddings")
+        for j, (cid, text, meta, dist) in enumerate(
+            zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
+        ):
+            emb = np.asarray(embs[0][j], dtype=np.float32) if embs is not None else None
+            hits.append(Hit(ChunkRecord.from_metadata(cid, text, meta), 1.0 - float(dist), emb))
+        return hits
+
+    def get_chunks(self, chunk_ids: list[str]) -> list[ChunkRecord]:
+        if not chunk_ids:
+            return []
+        got = self.chunks.get(ids=chunk_ids, include=["documents", "metadatas"])
+        by_id = {
+            cid: ChunkRecord.from_metadata(cid, text, meta)
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+        return [by_id[c] for c in chunk_ids if c in by_id]
+
+    def get_embeddings(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+        if not chunk_ids:
+            return {}
+        got = self.chunks.get(ids=chunk_ids, include=["embeddings"])
+        return {cid: np.asarray(e, dtype=np.float32) for cid, e in zip(got["ids"], got["embeddings"], strict=True)}
+
+    def iter_chunks(self, batch: int = 5000) -> Iterator[ChunkRecord]:
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                yield ChunkRecord.from_metadata(cid, text, meta)
+            offset += len(got["ids"])
+
+    def count_chunks(self) -> int:
+        return int(self.chunks.count())
+
+    # documents
+    def put_document(self, doc: DocRecord) -> None:
+        meta: dict[str, Any] = {
+            "title": doc.title,
+            "content_hash": doc.content_hash,
+            "chunk_ids": json.dumps(doc.chunk_ids),
+        }
+        for key in ("source", "url", "published_at", "author"):
+            value = getattr(doc, key)
+            if value is not None:
+                meta[key] = value
+        self.docs.upsert(ids=[doc.doc_id], embeddings=[_DOC_VEC], documents=[doc.text], metadatas=[meta])
+
+    def _doc(self, doc_id: str, text: str, meta: dict[str, Any]) -> DocRecord:
+        return DocRecord(
+            doc_id=doc_id,
+            title=str(meta.get("title", "")),
+            text=text,
+            content_hash=str(meta.get("content_hash", "")),
+            chunk_ids=json.loads(meta.get("chunk_ids", "[]")),
+            source=meta.get("source"),
+            url=meta.get("url"),
+            published_at=meta.get("published_at"),
+            author=meta.get("author"),
+        )
+
+    def get_documents(self, doc_ids: list[str]) -> dict[str, DocRecord]:
+        if not doc_ids:
+            return {}
+        got = self.docs.get(ids=doc_ids, include=["documents", "metadatas"])
+        return {
+            i: self._doc(i, t, m) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+
+    def get_document(self, doc_id: str) -> DocRecord | None:
+        return self.get_documents([doc_id]).get(doc_id)
+
+    def list_documents(self, offset: int, limit: int) -> tuple[list[DocRecord], int]:
+        total = int(self.docs.count())
+        got = self.docs.get(include=["documents", "metadatas"], limit=limit, offset=offset)
+        docs = [self._doc(i, t, m) for i, t, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)]
+        return docs, total
+
+    def delete_document(self, doc_id: str) -> None:
+        self.docs.delete(ids=[doc_id])
+
+
+def _where(where: Where) -> dict[str, Any] | None:
+    clauses: list[dict[str, Any]] = []
+    if where.source is not None:
+        clauses.append({"source": where.source})
+    if where.doc_id is not None:
+        clauses.append({"doc_id": where.doc_id})
+    if where.after is not None:
+        clauses.append({"published_ts": {"$gte": where.after}})
+    if where.before is not None:
+        clauses.append({"published_ts": {"$lte": where.before}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -1,0 +1,87 @@
+"""One conformance suite for the store, run against embedded Chroma and a real `chroma run` server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from qa_service.config import Settings
+from qa_service.ingest.loaders import Article, Loaded, load_paths
+from qa_service.schemas import Filters
+from qa_service.service import QAService
+
+from .conftest import SEED_DOC, SEEDS
+
+
+@pytest.fixture(params=["embedded", "server"])
+def svc(request: pytest.FixtureRequest, tmp_path, embedder) -> QAService:  # type: ignore[no-untyped-def]
+    if request.param == "server":
+        url = request.getfixturevalue("chroma_server")
+        s = Settings(chroma_url=url, collection=f"t-{uuid.uuid4().hex[:8]}", data_dir=tmp_path)
+    else:
+        s = Settings(data_dir=tmp_path / "store", collection="news")
+    return QAService(s, embedder=embedder, load_llm=False)
+
+
+def art(doc_id: str, text: str, **kw: str) -> Loaded:
+    return Loaded(doc_id, Article(id=doc_id, title=kw.pop("title", doc_id), text=text, **kw))
+
+
+def test_ingest_reingest_update_delete(svc: QAService) -> None:
+    first = svc.ingest(load_paths([SEEDS]))
+    assert first.failed == 0 and first.added == 9 and first.chunks_written > 9
+    chunks_before = svc.store.count_chunks()
+
+    again = svc.ingest(load_paths([SEEDS]))
+    assert (again.added, again.updated, again.unchanged, again.chunks_written) == (0, 0, 9, 0)
+    assert svc.store.count_chunks() == chunks_before
+
+    seed = svc.get_document(SEED_DOC)
+    changed = seed.text.replace("Riyadh", "Jeddah")
+    upd = svc.ingest([art(SEED_DOC, changed, title=seed.title)])
+    assert upd.updated == 1 and upd.chunks_written == len(svc.store.chunk_ids_of(SEED_DOC))
+    assert svc.store.count_chunks() == chunks_before  # same chunking, chunks replaced not added
+    texts = " ".join(c.text for c in svc.store.get_chunks(svc.store.chunk_ids_of(SEED_DOC)))
+    assert "Jeddah" in texts and "Riyadh" not in texts
+
+    svc.delete(SEED_DOC)
+    assert svc.store.chunk_ids_of(SEED_DOC) == []
+    assert svc.store.get_document(SEED_DOC) is None
+    assert all(r.doc_id != SEED_DOC for r in svc.search("Russia mediate US Iran", 10))
+
+
+def test_chunk_metadata_and_offsets(svc: QAService) -> None:
+    svc.ingest(load_paths([SEEDS]))
+    doc = svc.store.get_document(SEED_DOC)
+    assert doc is not None
+    chunks = svc.store.get_chunks(doc.chunk_ids)
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for c in chunks:
+        assert doc.text[c.start : c.end] == c.text
+        assert c.doc_id == SEED_DOC and c.title == doc.title
+
+
+def test_search_ranks_and_filters(svc: QAService) -> None:
+    svc.ingest(load_paths([SEEDS]))
+    svc.ingest([art("dated-1", "The mayor of Lisbon opened a new bridge over the Tagus river.", source="Lusa", published_at="2024-03-05"),
+                art("dated-2", "The mayor of Porto opened a new bridge over the Douro river.", source="Lusa", published_at="2023-01-10")])
+    top = svc.search("Who agreed to facilitate communication between the US and Iran?", 3)
+    assert top[0].doc_id == SEED_DOC and "facilitate communication" in top[0].text
+    lusa = svc.search("mayor opened a bridge", 5, Filters(source="Lusa"))
+    assert {r.doc_id for r in lusa} == {"dated-1", "dated-2"}
+    recent = svc.search("mayor opened a bridge", 5, Filters(published_after="2024-01-01"))
+    assert [r.doc_id for r in recent] == ["dated-1"]
+    old = svc.search("mayor opened a bridge", 5, Filters(published_before="2023-12-31", source="Lusa"))
+    assert [r.doc_id for r in old] == ["dated-2"]
+    only = svc.search("bridge", 5, Filters(doc_id="dated-2"))
+    assert [r.doc_id for r in only] == ["dated-2"]
+
+
+def test_listing_pages(svc: QAService) -> None:
+    svc.ingest(load_paths([SEEDS]))
+    page1 = svc.list_documents(0, 4)
+    page2 = svc.list_documents(4, 10)
+    assert page1.total == 9 and len(page1.documents) == 4 and len(page2.documents) == 5
+    ids = [d.doc_id for d in page1.documents + page2.documents]
+    assert len(set(ids)) == 9 and SEED_DOC in ids
