@@ -188,6 +188,26 @@ def documents_delete(doc_id: str) -> None:
     typer.echo(f"deleted {doc_id}")
 
 
+@app.command("eval")
+def eval_cmd(
+    questions: Annotated[Path, typer.Option(help="questions JSONL")],
+    corpus: Annotated[Optional[list[Path]], typer.Option(help="corpus file or folder, ingested into a fresh collection")] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("eval/runs/latest"),
+    search_only: Annotated[bool, typer.Option("--search-only", help="retrieval metrics only, no LLM")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="first N questions")] = None,
+    baseline: Annotated[Optional[Path], typer.Option(help="summary.json to compare against")] = None,
+) -> None:
+    """Score retrieval and answers on a question set; writes summary.json and results.jsonl."""
+    from qa_service.eval.runner import compare, run
+
+    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit)
+    typer.echo(json.dumps(summary["overall"], indent=2))
+    if baseline and baseline.exists():
+        for key, base, now in compare(summary, json.loads(baseline.read_text())):
+            typer.echo(f"{key:>22}: {base:8.4f} -> {now:8.4f} ({now - base:+.4f})")
+    typer.echo(f"wrote {out}/summary.json and results.jsonl", err=True)
+
+
 models_app = typer.Typer(no_args_is_help=True, help="Packaged models.")
 app.add_typer(models_app, name="models")
 

@@ -1,0 +1,52 @@
+"""SQuAD-style answer scores and retrieval ranks."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from qa_service.citations import normalize
+
+
+def exact_match(prediction: str | None, answers: list[str]) -> float:
+    if not prediction or not answers:
+        return 0.0
+    p = normalize(prediction)
+    return float(any(p == normalize(a) for a in answers))
+
+
+def f1(prediction: str | None, answers: list[str]) -> float:
+    if not prediction or not answers:
+        return 0.0
+    best = 0.0
+    pred = normalize(prediction).split()
+    for a in answers:
+        gold = normalize(a).split()
+        common = Counter(pred) & Counter(gold)
+        same = sum(common.values())
+        if same == 0:
+            continue
+        precision, recall = same / len(pred), same / len(gold)
+        best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def contains(text: str | None, answers: list[str]) -> float:
+    if not text:
+        return 0.0
+    t = f" {normalize(text)} "
+    return float(any(normalize(a) and f" {normalize(a)} " in t for a in answers))
+
+
+def first_rank(doc_ids: list[str], gold: str) -> int | None:
+    for i, d in enumerate(doc_ids, 1):
+        if d == gold:
+            return i
+    return None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    idx = min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))
+    return round(v[idx], 1)

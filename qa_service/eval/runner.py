@@ -1,0 +1,134 @@
+"""qa-service eval: run questions through search and ask, score them, write summary/results/report."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from qa_service.citations import normalize
+from qa_service.config import Settings
+from qa_service.eval import metrics as m
+from qa_service.ingest.loaders import load_paths
+from qa_service.service import QAService
+
+
+def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for r in rows:
+        r.setdefault("answerable", bool(r.get("answers")))
+        r.setdefault("qtype", "unanswerable" if not r["answerable"] else "all")
+    return rows[:limit] if limit else rows
+
+
+def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, k_search: int = 10) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": q.get("id"), "question": q["question"], "qtype": q["qtype"], "answerable": q["answerable"]}
+    t0 = time.perf_counter()
+    results = svc.search(q["question"], k_search)
+    out["search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    docs = [r.doc_id for r in results]
+    gold = q.get("doc_id")
+    if gold and q["answerable"]:
+        rank = m.first_rank(docs, gold)
+        out.update(rank=rank, hit1=float(rank == 1), hit5=float(rank is not None and rank <= 5), hit10=float(rank is not None), mrr10=1 / rank if rank else 0.0)
+        if q.get("evidence"):
+            ev = normalize(q["evidence"])
+            out["passage_hit5"] = float(any(ev in normalize(r.text) for r in results[:5]))
+    if search_only:
+        return out
+    r = svc.ask(q["question"])
+    out.update(
+        answer=r.answer,
+        short_answer=r.short_answer,
+        refused=r.refused,
+        cited_docs=[c.doc_id for c in r.citations],
+        retrieve_ms=r.timings.retrieve_ms,
+        generate_ms=r.timings.generate_ms,
+        total_ms=r.timings.total_ms,
+    )
+    if q["answerable"]:
+        answers = q.get("answers", [])
+        out["em"] = m.exact_match(r.short_answer, answers)
+        out["f1"] = m.f1(r.short_answer, answers)
+        out["contains"] = max(m.contains(r.answer, answers), m.contains(r.short_answer, answers))
+        out["correct"] = float(out["contains"] > 0 or out["em"] > 0)
+        if gold and r.citations:
+            out["citation_precision"] = sum(d == gold for d in out["cited_docs"]) / len(out["cited_docs"])
+    else:
+        out["refusal_correct"] = float(r.refused)
+    return out
+
+
+METRICS = ["hit1", "hit5", "hit10", "mrr10", "passage_hit5", "em", "f1", "contains", "correct", "citation_precision", "refusal_correct"]
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def agg(sub: list[dict[str, Any]]) -> dict[str, Any]:
+        res: dict[str, Any] = {"n": len(sub)}
+        for key in METRICS:
+            vals = [r[key] for r in sub if key in r]
+            if vals:
+                res[key] = round(sum(vals) / len(vals), 4)
+        for key in ("search_ms", "retrieve_ms", "generate_ms", "total_ms"):
+            vals = [r[key] for r in sub if key in r]
+            if vals:
+                res[f"{key}_p50"] = m.percentile(vals, 50)
+                res[f"{key}_p95"] = m.percentile(vals, 95)
+        return res
+
+    by_type: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_type[r["qtype"]].append(r)
+    return {"overall": agg(rows), "by_qtype": {t: agg(v) for t, v in sorted(by_type.items())}}
+
+
+def run(
+    settings: Settings, questions: Path, *, corpus: list[Path] | None, out: Path, search_only: bool, limit: int | None, progress: bool = True
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    if corpus:
+        settings = settings.model_copy(update={"collection": f"eval-{corpus[0].stem[:40]}".replace("_", "-")})
+    svc = QAService(settings, load_llm=not search_only)
+    if corpus:
+        svc.store.client.delete_collection(settings.collection)
+        svc.store.client.delete_collection(f"{settings.collection}__docs")
+        svc = QAService(settings, embedder=svc.embedder, llm=svc._llm, load_llm=not search_only)
+        t = time.perf_counter()
+        report = svc.ingest(load_paths(corpus))
+        ingest = {"documents": report.added, "failed": report.failed, "chunks": report.chunks_written, "seconds": round(time.perf_counter() - t, 1)}
+    else:
+        ingest = None
+    qs = load_questions(questions, limit)
+    rows = [score_one(svc, q, search_only=search_only) for q in tqdm(qs, disable=not progress, unit="q")]
+    summary = summarise(rows)
+    summary["config"] = {
+        "questions": str(questions),
+        "corpus": [str(c) for c in corpus] if corpus else None,
+        "search_only": search_only,
+        "hybrid": settings.hybrid,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "top_k": settings.top_k,
+        "llm_model": settings.llm_model if settings.llm_backend == "local" else settings.openai_model,
+        "embedding_model": settings.embedding_model,
+        "context_tokens": settings.context_tokens,
+    }
+    summary["ingest"] = ingest
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with (out / "results.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return summary
+
+
+def compare(summary: dict[str, Any], baseline: dict[str, Any]) -> list[tuple[str, float, float]]:
+    deltas = []
+    for key, value in summary["overall"].items():
+        base = baseline.get("overall", {}).get(key)
+        if isinstance(value, (int, float)) and isinstance(base, (int, float)) and key != "n":
+            deltas.append((key, base, value))
+    return deltas
