@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_batch_size: int = Field(64, ge=1, le=1024)
     embedding_device: str = "cpu"
-    chunk_size: int = Field(160, ge=16, le=4096, description="chunk size in cl100k tokens")
+    chunk_size: int = Field(256, ge=16, le=4096, description="chunk size in cl100k tokens")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap in tokens")
 
     # retrieval
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     hybrid: bool = True
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
-    lexical_weight: float = Field(1.0, ge=0)
+    lexical_weight: float = Field(1.5, ge=0)
     candidates: int = Field(30, ge=1, le=500, description="candidates per retriever before fusion")
     min_similarity: float = Field(0.1, ge=-1, le=1, description="below this top cosine the LLM is not called: refuse")
     strict_grounding: bool = Field(True, description="refuse answers whose words or question names the passages lack")
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(96, ge=8, le=2048)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_retries: int = Field(1, ge=0, le=5)
-    context_tokens: int = Field(380, ge=64, description="token budget of the passages shown to the LLM")
+    context_tokens: int = Field(260, ge=64, description="token budget of the passages shown to the LLM")
     model_cache_dir: Path = Path(os.path.expanduser("~/.cache/qa-service"))
     openai_base_url: str | None = None
     openai_api_key: str | None = None
