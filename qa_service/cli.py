@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -31,12 +31,12 @@ def settings() -> Settings:
 
 @app.callback()
 def main(
-    data_dir: Annotated[Optional[Path], typer.Option(help="Chroma directory (QA_DATA_DIR)")] = None,
-    collection: Annotated[Optional[str], typer.Option(help="collection name (QA_COLLECTION)")] = None,
-    chroma_url: Annotated[Optional[str], typer.Option(help="Chroma server URL (QA_CHROMA_URL)")] = None,
-    llm_backend: Annotated[Optional[str], typer.Option(help="local | openai (QA_LLM_BACKEND)")] = None,
-    llm_model: Annotated[Optional[str], typer.Option(help="packaged model name or .gguf path (QA_LLM_MODEL)")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="passages per answer (QA_TOP_K)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Chroma directory (QA_DATA_DIR)")] = None,
+    collection: Annotated[str | None, typer.Option(help="collection name (QA_COLLECTION)")] = None,
+    chroma_url: Annotated[str | None, typer.Option(help="Chroma server URL (QA_CHROMA_URL)")] = None,
+    llm_backend: Annotated[str | None, typer.Option(help="local | openai (QA_LLM_BACKEND)")] = None,
+    llm_model: Annotated[str | None, typer.Option(help="packaged model name or .gguf path (QA_LLM_MODEL)")] = None,
+    top_k: Annotated[int | None, typer.Option(help="passages per answer (QA_TOP_K)")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     for key, value in dict(data_dir=data_dir, collection=collection, chroma_url=chroma_url, llm_backend=llm_backend, llm_model=llm_model, top_k=top_k).items():
@@ -106,11 +106,11 @@ def _filters(source: str | None, doc_id: str | None, after: str | None, before: 
 def ask(
     question: str,
     as_json: Annotated[bool, typer.Option("--json", help="print the full JSON answer")] = False,
-    source: Annotated[Optional[str], typer.Option()] = None,
-    doc_id: Annotated[Optional[str], typer.Option()] = None,
-    published_after: Annotated[Optional[str], typer.Option()] = None,
-    published_before: Annotated[Optional[str], typer.Option()] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="passages to retrieve")] = None,
+    source: Annotated[str | None, typer.Option()] = None,
+    doc_id: Annotated[str | None, typer.Option()] = None,
+    published_after: Annotated[str | None, typer.Option()] = None,
+    published_before: Annotated[str | None, typer.Option()] = None,
+    k: Annotated[int | None, typer.Option("--k", help="passages to retrieve")] = None,
 ) -> None:
     """Answer a question from the stored articles, streaming to the terminal."""
     svc = _service(load_llm=True)
@@ -140,7 +140,7 @@ def ask(
 
 
 @app.command()
-def search(query: str, k: Annotated[Optional[int], typer.Option("--k")] = None) -> None:
+def search(query: str, k: Annotated[int | None, typer.Option("--k")] = None) -> None:
     """Retrieval only (no LLM), as JSON."""
     svc = _service(load_llm=False)
     try:
@@ -191,11 +191,11 @@ def documents_delete(doc_id: str) -> None:
 @app.command("eval")
 def eval_cmd(
     questions: Annotated[Path, typer.Option(help="questions JSONL")],
-    corpus: Annotated[Optional[list[Path]], typer.Option(help="corpus file or folder, ingested into a fresh collection")] = None,
+    corpus: Annotated[list[Path] | None, typer.Option(help="corpus file or folder, ingested into a fresh collection")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("eval/runs/latest"),
     search_only: Annotated[bool, typer.Option("--search-only", help="retrieval metrics only, no LLM")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="first N questions")] = None,
-    baseline: Annotated[Optional[Path], typer.Option(help="summary.json to compare against")] = None,
+    limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="summary.json to compare against")] = None,
 ) -> None:
     """Score retrieval and answers on a question set; writes summary.json and results.jsonl."""
     from qa_service.eval.runner import compare, run

@@ -17,7 +17,7 @@ from sse_starlette.sse import EventSourceResponse
 from qa_service.api import errors
 from qa_service.config import Settings
 from qa_service.errors import BadRequest, NotReady, PayloadTooLarge, QAError
-from qa_service.ingest.loaders import article_from_mapping, Loaded
+from qa_service.ingest.loaders import Loaded, article_from_mapping
 from qa_service.schemas import (
     AskRequest,
     AskResponse,
