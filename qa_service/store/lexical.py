@@ -15,6 +15,7 @@ import numpy as np
 from qa_service.store.base import ChunkRecord, Hit, Store, Where
 
 log = logging.getLogger(__name__)
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
