@@ -7,10 +7,11 @@ import string
 from dataclasses import dataclass
 
 from qa_service.ingest.chunking import sentences
+from qa_service.store.lexical import STOPWORDS
 
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _SHORT = re.compile(r"^\s*\**\s*(?:short(?:\s+answer)?)\s*\**\s*[:：]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
-_ANSWER_PREFIX = re.compile(r"^\s*\**\s*answer\s*\**\s*[:：]\s*", re.IGNORECASE)
+ANSWER_PREFIX = re.compile(r"^\s*\**\s*answer\s*\**\s*[:：]\s*", re.IGNORECASE)
 _REFUSAL = re.compile(
     r"\b(i\s+(?:do\s+not|don'?t|don’t)\s+know|(?:passages?|articles?|context)\s+(?:does|do)\s+not\s+(?:contain|mention|say|provide|include|specify|state)|"
     r"no\s+(?:information|mention)|not\s+(?:mentioned|specified|stated|provided)|cannot\s+(?:be\s+)?(?:answer|determin)|unknown)\b",
@@ -47,10 +48,14 @@ def split_output(raw: str) -> tuple[str, str | None]:
     if m:
         short = m.group(1).strip().strip("*").strip()
         body = raw[: m.start()] + raw[m.end() :]
-    body = _ANSWER_PREFIX.sub("", body.strip()).strip()
+    body = ANSWER_PREFIX.sub("", body.strip()).strip()
     if short is not None:
         short = _MARKER.sub("", short).strip().rstrip(".").strip("\"'“” ") or None
     return body, short
+
+
+def strip_markers(text: str) -> str:
+    return _MARKER.sub("", text)
 
 
 def is_refusal(text: str) -> bool:
@@ -104,11 +109,8 @@ def locate_quote(doc_text: str, start: int, end: int, evidence: list[str]) -> tu
     return start + best[1], start + best[2]
 
 
-_STOP = frozenset(
-    """a an and are as at be been but by did do does for from had has have he her his how i if in into is it its
-    of on or she so than that the their them then there these they this to was were what when where which who
-    whom whose why will with would you your according article report said says not no yes also""".split()
-)
+# the BM25 stop words, plus words that carry no claim in an answer
+_STOP = STOPWORDS | frozenset("according article report said says not no yes also".split())
 
 
 def content_tokens(text: str) -> set[str]:

@@ -200,9 +200,10 @@ class QAService:
         answer, cited = cit.resolve_markers(body, len(passages))
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
         refused = not passages or not answer or cit.is_refusal(answer) or (short is not None and cit.is_refusal(short))
-        words = len(_MARKERS.sub("", answer).split())
+        prose = cit.strip_markers(answer).strip()
+        words = len(prose.split())
         if not refused and short is None and 0 < words <= 6:
-            short = _MARKERS.sub("", answer).strip().rstrip(".").strip() or None
+            short = prose.rstrip(".").strip() or None
         if not refused and short is None and words > 25:
             refused = True  # no short answer and a copied passage instead of a sentence: the model found none
         if not refused and short:
@@ -213,8 +214,7 @@ class QAService:
                 if supports[best] >= 0.99:
                     # the model cited the wrong passage: point the markers at the one that holds the answer
                     cited = [best]
-                    answer = _MARKERS.sub("", answer).rstrip()
-                    answer = f"{answer[:-1].rstrip()} [{best}]." if answer.endswith(".") else f"{answer} [{best}]"
+                    answer = f"{prose[:-1].rstrip()} [{best}]." if prose.endswith(".") else f"{prose} [{best}]"
                 elif not cited or max(supports[n] for n in cited) < 0.5:
                     short = None
         if not refused and not cited:
@@ -226,17 +226,17 @@ class QAService:
             else:
                 refused = True
         if not refused and self.settings.strict_grounding:
-            evidence = " ".join(by_n_text[n] for n in cited) if (by_n_text := {p.n: p.hit.chunk.text for p in passages}) else ""
-            if cit.grounding(answer, question, evidence) < 0.5:
+            chunk_text = {p.n: p.hit.chunk.text for p in passages}
+            if cit.grounding(answer, question, " ".join(chunk_text[n] for n in cited)) < 0.5:
                 refused = True  # the answer says things its cited passages do not
-            elif cit.missing_key_terms(question, " ".join(by_n_text.values())):
+            elif cit.missing_key_terms(question, " ".join(chunk_text.values())):
                 refused = True  # the question names something no retrieved passage mentions
         if refused:
             return AskResponse(answer=cit.REFUSAL_TEXT, short_answer=None, refused=True, citations=[], timings=empty)
         by_n = {p.n: p for p in passages}
         docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in cited}))
         out: list[Citation] = []
-        evidence = [e for e in (short, re.sub(r"\[\d+\]", "", answer)) if e]
+        evidence = [e for e in (short, cit.strip_markers(answer)) if e]
         for n in cited:
             p = by_n[n]
             c = p.hit.chunk
@@ -275,10 +275,6 @@ class QAService:
         yield from self.ask_stream(question, top_k, filters, asked=question)
 
 
-_MARKERS = re.compile(r"\[\d+\]")
-_ANSWER_PREFIX = re.compile(r"^\s*\**\s*answer\s*\**\s*:\s*", re.IGNORECASE)
-
-
 class _AnswerFilter:
     """Streams the prose answer and holds back the trailing SHORT: line, which is metadata, not prose."""
 
@@ -295,7 +291,7 @@ class _AnswerFilter:
             stripped = self.buf.lstrip(" *")
             if len(stripped) < 7 and "answer:".startswith(stripped.lower()):
                 return ""
-            self.buf = _ANSWER_PREFIX.sub("", self.buf, count=1)
+            self.buf = cit.ANSWER_PREFIX.sub("", self.buf, count=1)
             self.started = True
         out = ""
         while "\n" in self.buf:

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 from qa_service.ingest.chunking import chunk_text, count_tokens, sentences
@@ -23,7 +24,7 @@ def test_overlap_and_order() -> None:
     text = " ".join(f"Sentence number {i} tells about the city of Lisbon." for i in range(60))
     chunks = chunk_text(text, 50, 20)
     assert len(chunks) > 3
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.start > a.start and b.start < a.end  # overlap in characters
 
 

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,7 +20,7 @@ from qa_service.ingest.loaders import load_paths
 from qa_service.llm.openai_compat import OpenAICompatLLM
 from qa_service.service import QAService
 
-from .conftest import SEEDS, free_port
+from .conftest import SEEDS, free_port, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +32,7 @@ def openai_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("xllamacpp server did not start")
+    wait_until_up(f"{base}/health", proc, "xllamacpp server")
     yield f"{base}/v1"
     proc.terminate()
     proc.wait(10)

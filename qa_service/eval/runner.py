@@ -93,9 +93,8 @@ def run(
         settings = settings.model_copy(update={"collection": f"eval-{corpus[0].stem[:40]}".replace("_", "-")})
     svc = QAService(settings, load_llm=not search_only)
     if corpus:
-        svc.store.client.delete_collection(settings.collection)
-        svc.store.client.delete_collection(f"{settings.collection}__docs")
-        svc = QAService(settings, embedder=svc.embedder, llm=svc._llm, load_llm=not search_only)
+        svc.store.reset()
+        svc.lexical.mark_dirty()
         t = time.perf_counter()
         report = svc.ingest(load_paths(corpus))
         ingest = {"documents": report.added, "failed": report.failed, "chunks": report.chunks_written, "seconds": round(time.perf_counter() - t, 1)}

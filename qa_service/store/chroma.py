@@ -42,12 +42,23 @@ def make_client(data_dir: str, chroma_url: str | None) -> Any:
 class ChromaStore:
     def __init__(self, client: Any, collection: str, *, write_batch: int = 1000, sync_threshold: int = 1000) -> None:
         self.client = client
-        hnsw = {"space": "cosine", "sync_threshold": sync_threshold}
-        self.chunks = client.get_or_create_collection(collection, configuration={"hnsw": hnsw}, embedding_function=None)
-        self.docs = client.get_or_create_collection(
-            f"{collection}__docs", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
-        )
+        self.name = collection
+        self.sync_threshold = sync_threshold
+        self._open()
         self.write_batch = min(write_batch, client.get_max_batch_size())
+
+    def _open(self) -> None:
+        hnsw = {"space": "cosine", "sync_threshold": self.sync_threshold}
+        self.chunks = self.client.get_or_create_collection(self.name, configuration={"hnsw": hnsw}, embedding_function=None)
+        self.docs = self.client.get_or_create_collection(
+            f"{self.name}__docs", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
+        )
+
+    def reset(self) -> None:
+        """Drop every chunk and document of this collection (eval runs start from an empty store)."""
+        self.client.delete_collection(self.name)
+        self.client.delete_collection(f"{self.name}__docs")
+        self._open()
 
     # chunks
     def upsert_chunks(self, chunks: list[ChunkRecord], embeddings: np.ndarray) -> None:
