@@ -15,7 +15,6 @@ import numpy as np
 from qa_service.store.base import ChunkRecord, Hit, Store, Where
 
 log = logging.getLogger(__name__)
-logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 STOPWORDS = frozenset(
@@ -55,6 +54,7 @@ class LexicalIndex:
                 return
             import bm25s
 
+            logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
             chunks = list(self.store.iter_chunks())
             corpus = [tokenize(c.text) or ["\x00"] for c in chunks]
             bm25 = bm25s.BM25()
