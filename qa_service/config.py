@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(1000, ge=10)
     max_documents_per_request: int = Field(1000, ge=1)
     max_document_chars: int = Field(2_000_000, ge=100)
-    cors_origins: str = ""
+    cors_origins: str = Field("", description="comma-separated origins allowed by CORS; '*' is refused")
+    rate_limit_per_minute: int = Field(600, ge=0, description="requests per minute per API key (or client address); 0 = off")
+    rate_limit_burst: int = Field(60, ge=1, description="requests a caller may make at once before the per-minute rate applies")
+    max_concurrent_generations: int = Field(4, ge=1, description="asks/chats generating or queued for the LLM; more get 503")
+    max_inflight_requests: int = Field(256, ge=1, description="requests in progress at once; more get 503")
 
     @field_validator("chroma_url", "openai_base_url", mode="before")
     @classmethod
@@ -83,6 +87,8 @@ class Settings(BaseSettings):
         for key in self.api_key_list:
             if key.lower() in UNSAFE_KEYS or len(key) < 16:
                 raise ValueError("QA_API_KEYS holds a placeholder or a key shorter than 16 characters; refusing to start")
+        if "*" in self.cors_origin_list:
+            raise ValueError("QA_CORS_ORIGINS='*' would let any site call this API; list the origins explicitly")
         if self.require_key_for_reads and not self.api_key_list:
             raise ValueError("QA_REQUIRE_KEY_FOR_READS needs QA_API_KEYS")
         return self
@@ -90,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def api_key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def threads(self) -> int:

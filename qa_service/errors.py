@@ -7,9 +7,10 @@ class QAError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
         if code is not None:
             self.code = code
         if status is not None:
@@ -49,3 +50,18 @@ class BackendTimeout(QAError):
 class NotReady(QAError):
     status = 503
     code = "not_ready"
+
+
+class Unauthorized(QAError):
+    status = 401
+    code = "unauthorized"
+
+
+class RateLimited(QAError):
+    status = 429
+    code = "rate_limited"
+
+
+class Busy(QAError):
+    status = 503
+    code = "busy"

@@ -1,0 +1,138 @@
+"""Who may call, how often, and how many at once: API keys, a per-caller token bucket, generation slots."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Literal
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from qa_service.config import Settings
+from qa_service.errors import Busy, RateLimited, Unauthorized
+
+Scope = Literal["read", "write"]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of QA_API_KEYS")
+bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <one of QA_API_KEYS>")
+
+
+class TokenBucket:
+    """Per-caller buckets; the least recently seen callers are forgotten beyond max_callers."""
+
+    def __init__(self, per_minute: int, burst: int, max_callers: int = 10_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_callers = max_callers
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, caller: str) -> float:
+        """0 when allowed, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.pop(caller, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= 1:
+                tokens -= 1
+            else:
+                wait = (1 - tokens) / self.rate
+            self._buckets[caller] = (tokens, now)
+            while len(self._buckets) > self.max_callers:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+class Slots:
+    """A non-blocking semaphore: a caller over the limit is told to come back, not queued without bound."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        self._sem = threading.BoundedSemaphore(limit)
+        self.limit = limit
+        self.what = what
+
+    def acquire(self) -> Callable[[], None]:
+        if not self._sem.acquire(blocking=False):
+            raise Busy(f"{self.limit} {self.what} already in progress; retry shortly", headers={"Retry-After": "2"})
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._sem.release()
+
+        return release
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        release = self.acquire()
+        try:
+            yield
+        finally:
+            release()
+
+
+def given_bytes(presented: str) -> bytes:
+    return presented.encode("utf-8", "surrogatepass")
+
+
+def _matches(presented: str, keys: list[bytes]) -> bool:
+    given = given_bytes(presented)
+    ok = False
+    for key in keys:  # compare against every key so the time does not say which one (or whether any) matched
+        ok |= hmac.compare_digest(given, key)
+    return ok
+
+
+def make_limiter(settings: Settings) -> TokenBucket | None:
+    return TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst) if settings.rate_limit_per_minute else None
+
+
+def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) -> Callable[..., str]:
+    """A dependency that authenticates (when this scope needs a key) and rate-limits; returns the caller id."""
+    keys = [k.encode() for k in settings.api_key_list]
+    needs_key = bool(keys) and (scope == "write" or settings.require_key_for_reads)
+
+    def caller_of(request: Request, presented: str | None) -> str:
+        if presented and keys and _matches(presented, keys):
+            return "key:" + hashlib.sha256(given_bytes(presented)).hexdigest()[:12]
+        if needs_key:
+            raise Unauthorized(
+                "this endpoint needs an API key: send X-API-Key or Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"}
+            )
+        return "ip:" + (request.client.host if request.client else "unknown")
+
+    def limit(caller: str) -> str:
+        if limiter is not None:
+            wait = limiter.take(caller)
+            if wait > 0:
+                raise RateLimited(f"rate limit of {settings.rate_limit_per_minute}/min exceeded", headers={"Retry-After": str(math.ceil(wait))})
+        return caller
+
+    if needs_key:
+
+        def secured(
+            request: Request,
+            x_api_key: Annotated[str | None, Security(api_key_header)],
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+        ) -> str:
+            return limit(caller_of(request, x_api_key or (credentials.credentials if credentials else None)))
+
+        return secured
+
+    def open_(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        presented = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
+        return limit(caller_of(request, presented))
+
+    return open_
+
