@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -99,7 +100,13 @@ def _filters(source: str | None, doc_id: str | None, after: str | None, before: 
 
     if not any((source, doc_id, after, before)):
         return None
-    return Filters(source=source, doc_id=doc_id, published_after=after, published_before=before)
+    def day(value: str | None, flag: str) -> dt.date | None:
+        try:
+            return dt.date.fromisoformat(value) if value else None
+        except ValueError:
+            raise typer.BadParameter(f"{flag} expects an ISO date (YYYY-MM-DD), got {value!r}") from None
+
+    return Filters(source=source, doc_id=doc_id, published_after=day(after, "--after"), published_before=day(before, "--before"))
 
 
 @app.command()

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
 
     # retrieval
     top_k: int = Field(5, ge=1, le=50)
-    max_top_k: int = Field(50, ge=1, le=200)
+    max_top_k: int = Field(50, ge=1, le=50)
     hybrid: bool = True
     rrf_k: int = Field(60, ge=1)
     dense_weight: float = Field(1.0, ge=0)
@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     api_keys: str = ""
     require_key_for_reads: bool = False
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_question_chars: int = Field(1000, ge=10)
+    max_question_chars: int = Field(1000, ge=10, le=1000)
     max_documents_per_request: int = Field(1000, ge=1)
     max_document_chars: int = Field(2_000_000, ge=100)
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; '*' is refused")

@@ -9,7 +9,6 @@ import numpy as np
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
-from qa_service.errors import BadRequest
 from qa_service.schemas import Filters
 from qa_service.store.base import ChunkRecord, Hit, Where, date_key
 from qa_service.store.chroma import ChromaStore
@@ -27,12 +26,8 @@ class Retrieved:
 def where_from(filters: Filters | None) -> Where:
     if filters is None:
         return Where()
-    after = date_key(filters.published_after) if filters.published_after else None
-    before = date_key(filters.published_before) if filters.published_before else None
-    if filters.published_after and after is None:
-        raise BadRequest(f"published_after is not an ISO date: {filters.published_after!r}")
-    if filters.published_before and before is None:
-        raise BadRequest(f"published_before is not an ISO date: {filters.published_before!r}")
+    after = date_key(filters.published_after.isoformat()) if filters.published_after else None
+    before = date_key(filters.published_before.isoformat()) if filters.published_before else None
     return Where(source=filters.source, doc_id=filters.doc_id, after=after, before=before)
 
 

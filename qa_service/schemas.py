@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# the schema states the hard limits; settings may only tighten them (QA_MAX_TOP_K, QA_MAX_QUESTION_CHARS)
+MAX_TOP_K = 50
+MAX_QUESTION_CHARS = 1000
+NOT_BLANK = r"\S"
+
+
 class Filters(Strict):
     source: str | None = Field(None, max_length=200)
     doc_id: str | None = Field(None, max_length=200)
-    published_after: str | None = Field(None, description="ISO date, inclusive", max_length=40)
-    published_before: str | None = Field(None, description="ISO date, inclusive", max_length=40)
+    published_after: dt.date | None = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
+    published_before: dt.date | None = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
+
+    @field_validator("published_after", "published_before", mode="before")
+    @classmethod
+    def _date_text(cls, v: object) -> object:
+        # pydantic would read a number as a Unix timestamp; the schema says a date string
+        if v is not None and not isinstance(v, (str, dt.date)):
+            raise ValueError("expected an ISO date string (YYYY-MM-DD)")
+        return v
 
 
 class SearchRequest(Strict):
-    query: str = Field(..., min_length=1)
-    top_k: int | None = Field(None, ge=1)
+    query: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
 
 
@@ -42,22 +57,22 @@ class SearchResponse(BaseModel):
 
 
 class AskRequest(Strict):
-    question: str = Field(..., min_length=1)
-    top_k: int | None = Field(None, ge=1)
+    question: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
 
 
 class ChatMessage(Strict):
     role: Literal["user", "assistant", "system"]
-    content: str = Field(..., min_length=1)
+    content: str = Field(..., min_length=1, max_length=20_000, pattern=NOT_BLANK)
 
 
 class ChatRequest(Strict):
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=50)
-    top_k: int | None = Field(None, ge=1)
+    top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
-    stream: bool = False
+    stream: bool = Field(False, strict=True)
 
 
 class Quote(BaseModel):
@@ -97,7 +112,7 @@ class AskResponse(BaseModel):
 class DocumentIn(Strict):
     id: str | None = Field(None, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")
     title: str | None = Field(None, max_length=1000)
-    text: str = Field(..., min_length=1)
+    text: str = Field(..., min_length=1, pattern=NOT_BLANK)
     source: str | None = Field(None, max_length=200)
     url: str | None = Field(None, max_length=2000)
     published_at: str | None = Field(None, max_length=40)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
@@ -70,9 +71,9 @@ def test_search_ranks_and_filters(svc: QAService) -> None:
     assert top[0].doc_id == SEED_DOC and "facilitate communication" in top[0].text
     lusa = svc.search("mayor opened a bridge", 5, Filters(source="Lusa"))
     assert {r.doc_id for r in lusa} == {"dated-1", "dated-2"}
-    recent = svc.search("mayor opened a bridge", 5, Filters(published_after="2024-01-01"))
+    recent = svc.search("mayor opened a bridge", 5, Filters(published_after=dt.date(2024, 1, 1)))
     assert [r.doc_id for r in recent] == ["dated-1"]
-    old = svc.search("mayor opened a bridge", 5, Filters(published_before="2023-12-31", source="Lusa"))
+    old = svc.search("mayor opened a bridge", 5, Filters(published_before=dt.date(2023, 12, 31), source="Lusa"))
     assert [r.doc_id for r in old] == ["dated-2"]
     only = svc.search("bridge", 5, Filters(doc_id="dated-2"))
     assert [r.doc_id for r in only] == ["dated-2"]

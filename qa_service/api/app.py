@@ -6,9 +6,9 @@ import asyncio
 import json
 import logging
 import threading
-from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
@@ -52,7 +52,7 @@ class State:
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorResponse} for s in (401, 404, 413, 422, 429, 503, 504)
+    s: {"model": ErrorResponse} for s in (400, 401, 404, 413, 422, 429, 503, 504)
 }
 
 
@@ -241,7 +241,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
         return svc.ingest(items)
 
     @app.post("/v1/documents/upload", response_model=IngestReport, tags=["documents"], dependencies=write)
-    def upload_documents(svc: Svc, files: Annotated[list[UploadFile], File(description="txt, md, json, jsonl or html files")]) -> IngestReport:
+    def upload_documents(svc: Svc, files: Annotated[list[UploadFile], File(description="txt, md, json, jsonl or html files")] = []) -> IngestReport:  # noqa: B006
         """Files are parsed one by one; a bad file becomes a failed item in the report and the rest are still ingested."""
         items: list[Loaded] = []
         for f in files:
