@@ -35,6 +35,7 @@ from qa_service.schemas import (
 from qa_service.store.base import DocRecord
 from qa_service.store.chroma import ChromaStore, make_client
 from qa_service.store.lexical import LexicalIndex
+from qa_service.store.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,11 @@ class QAService:
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings, on_change=self.lexical.mark_dirty)
         self.prompts = Prompts.load(settings.prompts_dir)
+        self.writer = WriterLock(settings.data_dir / ".writer.lock")
+        with self.writer.hold():
+            self.recovered_chunks = self.pipeline.recover()
         self._llm = llm
         self._llm_lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._generator: Generator | None = None
         if load_llm:
             self.generator.warmup()
@@ -81,11 +84,11 @@ class QAService:
 
     # ingest and documents
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
-        with self._write_lock:
+        with self.writer.hold():
             return self.pipeline.ingest(items, progress)
 
     def delete(self, doc_id: str) -> None:
-        with self._write_lock:
+        with self.writer.hold():
             if not self.pipeline.delete(doc_id):
                 raise NotFound(f"no document {doc_id!r}")
 

@@ -1,7 +1,9 @@
 """Articles -> chunks -> embeddings -> store, with content hashes so re-ingest of unchanged text is a no-op.
 
-Write order per document: new chunks (deterministic ids, upsert), then stale chunks deleted, then the document
-record. The record is the acknowledgement: a crash before it leaves nothing that a re-run does not repair.
+Write order per batch: the journal names the documents being rewritten; the new chunks are upserted (deterministic
+ids); then per document the record switches to them (the acknowledgement) and the old chunks are deleted; then the
+journal is cleared. A crash mid-batch leaves chunks no record lists; `recover()` (run before every write and on open)
+deletes exactly those, for the journalled documents only, so the store never holds two revisions of a document.
 """
 
 from __future__ import annotations
@@ -54,7 +56,24 @@ class IngestPipeline:
             for c in chunk_text(article.text, self.settings.chunk_size, self.settings.chunk_overlap)
         ]
 
+    def recover(self) -> int:
+        """Delete the chunks an interrupted batch left behind; returns how many."""
+        doc_ids = self.store.pending()
+        removed = 0
+        for doc_id in doc_ids:
+            record = self.store.get_document(doc_id)
+            keep = set(record.chunk_ids) if record else set()
+            orphans = [cid for cid in self.store.chunk_ids_of(doc_id) if cid not in keep]
+            if orphans:
+                self.store.delete_chunks(orphans)
+                removed += len(orphans)
+        if doc_ids:
+            self.store.clear_pending()
+            self.on_change()
+        return removed
+
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
+        self.recover()
         report = IngestReport()
         window: list[Loaded] = []
         window_chunks = 0
@@ -107,23 +126,26 @@ class IngestPipeline:
         if pending:
             all_chunks = [c for p in pending for c in p.chunks]
             vectors = self.embedder.embed([c.text for c in all_chunks])
+            self.store.mark_pending([p.article.doc_id for p in pending])
             self.store.upsert_chunks(all_chunks, vectors)
             for p in pending:
                 new_ids = [c.chunk_id for c in p.chunks]
-                keep = set(new_ids)
-                stale = [cid for cid in self.store.chunk_ids_of(p.article.doc_id) if cid not in keep]
-                if stale:
-                    self.store.delete_chunks(stale)
                 a = p.article
+                # the record switches to the new chunks first; the old ones are deleted only after it
                 self.store.put_document(
                     DocRecord(a.doc_id, a.title, a.text, a.content_hash, new_ids, a.source, a.url, a.published_at, a.author)
                 )
+                keep = set(new_ids)
+                stale = [cid for cid in self.store.chunk_ids_of(a.doc_id) if cid not in keep]
+                if stale:
+                    self.store.delete_chunks(stale)
                 report.items.append(IngestItem(origin=p.origin, doc_id=a.doc_id, status=p.status, chunks=len(p.chunks)))  # type: ignore[arg-type]
                 report.chunks_written += len(p.chunks)
                 if p.status == "added":
                     report.added += 1
                 else:
                     report.updated += 1
+            self.store.clear_pending()
             self.on_change()
         if skipped:
             report.unchanged += skipped
@@ -135,8 +157,11 @@ class IngestPipeline:
         ids = self.store.chunk_ids_of(doc_id)
         if doc is None and not ids:
             return False
+        # record first, then chunks: a crash in between leaves orphans that recover() removes
+        self.store.mark_pending([doc_id])
+        self.store.delete_document(doc_id)
         if ids:
             self.store.delete_chunks(ids)
-        self.store.delete_document(doc_id)
+        self.store.clear_pending()
         self.on_change()
         return True

@@ -53,11 +53,15 @@ class ChromaStore:
         self.docs = self.client.get_or_create_collection(
             f"{self.name}__docs", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
         )
+        self.journal = self.client.get_or_create_collection(
+            f"{self.name}__journal", configuration={"hnsw": {"space": "l2"}}, embedding_function=None
+        )
 
     def reset(self) -> None:
         """Drop every chunk and document of this collection (eval runs start from an empty store)."""
         self.client.delete_collection(self.name)
         self.client.delete_collection(f"{self.name}__docs")
+        self.client.delete_collection(f"{self.name}__journal")
         self._open()
 
     # chunks
@@ -126,6 +130,17 @@ class ChromaStore:
 
     def count_chunks(self) -> int:
         return int(self.chunks.count())
+
+    # write journal: the documents a batch is rewriting, so a crash mid-batch can be repaired on the next open
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        self.journal.upsert(ids=["pending"], embeddings=[_DOC_VEC], documents=[json.dumps(doc_ids)])
+
+    def pending(self) -> list[str]:
+        got = self.journal.get(ids=["pending"], include=["documents"])
+        return list(json.loads(got["documents"][0])) if got["ids"] else []
+
+    def clear_pending(self) -> None:
+        self.journal.delete(ids=["pending"])
 
     # documents
     def put_document(self, doc: DocRecord) -> None:
