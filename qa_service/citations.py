@@ -142,3 +142,14 @@ def missing_key_terms(question: str, evidence: str) -> list[str]:
         if toks and not all(t in have or t.rstrip("s") in have for t in toks):
             out.append(w)
     return out
+
+
+_QUANTITY = re.compile(
+    r"^\s*(how (many|much|old|long|far|big|large|tall|often))\b|\b(population|percentage|percent|number of|how many)\b", re.IGNORECASE
+)
+_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half|double|twice)\b", re.IGNORECASE)
+
+
+def lacks_quantity(question: str, answer: str) -> bool:
+    """A how-many / population / percentage question answered without any number is not answered."""
+    return bool(_QUANTITY.search(question)) and not _NUMBER.search(strip_markers(answer))

@@ -158,13 +158,27 @@ def search(query: str, k: Annotated[int | None, typer.Option("--k")] = None) -> 
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
-    """Serve the HTTP API (and web UI). Never ingests anything by itself."""
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes; more than 1 needs a Chroma server (QA_CHROMA_URL)")] = 1,
+) -> None:
+    """Serve the HTTP API (and web UI at /). Never ingests anything by itself."""
     import uvicorn
 
-    from qa_service.api.app import create_app
+    s = settings()
+    if workers == 1:
+        from qa_service.api.app import create_app
 
-    uvicorn.run(create_app(settings()), host=host, port=port, workers=1, log_level="info")
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+        return
+    if not s.chroma_url:
+        typer.secho("--workers > 1 needs a Chroma server (QA_CHROMA_URL): embedded Chroma allows one process per directory", fg="red", err=True)
+        raise typer.Exit(2)
+    # each worker builds its own app from the environment; writes from all of them serialise on the writer lock
+    for key, value in _overrides.items():
+        os.environ[f"QA_{key.upper()}"] = str(value)
+    uvicorn.run("qa_service.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 @docs_app.command("list")
@@ -204,15 +218,23 @@ def eval_cmd(
     limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
     baseline: Annotated[Path | None, typer.Option(help="summary.json to compare against")] = None,
 ) -> None:
-    """Score retrieval and answers on a question set; writes summary.json and results.jsonl."""
+    """Score retrieval and answers on a question set; writes summary.json, results.jsonl and report.html (with PNG plots)."""
+    from qa_service.eval.report import write_report
     from qa_service.eval.runner import compare, run
 
     summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit)
     typer.echo(json.dumps(summary["overall"], indent=2))
-    if baseline and baseline.exists():
-        for key, base, now in compare(summary, json.loads(baseline.read_text())):
-            typer.echo(f"{key:>22}: {base:8.4f} -> {now:8.4f} ({now - base:+.4f})")
-    typer.echo(f"wrote {out}/summary.json and results.jsonl", err=True)
+    deltas = None
+    if baseline is not None:
+        if not baseline.exists():
+            typer.secho(f"baseline {baseline} not found; no comparison", fg="yellow", err=True)
+        else:
+            deltas = compare(summary, json.loads(baseline.read_text()))
+            for key, base, now in deltas:
+                typer.echo(f"{key:>22}: {base:8.4f} -> {now:8.4f} ({now - base:+.4f})")
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    report = write_report(out, summary, rows, deltas)
+    typer.echo(f"wrote {out}/summary.json, results.jsonl and {report}", err=True)
 
 
 models_app = typer.Typer(no_args_is_help=True, help="Packaged models.")

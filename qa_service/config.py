@@ -48,10 +48,11 @@ class Settings(BaseSettings):
     llm_model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     llm_context: int = Field(4096, ge=512)
     llm_threads: int = Field(0, ge=0, description="0 = all cores")
+    llm_slots: int = Field(1, ge=1, le=8, description="local engine slots: each keeps its own prompt prefix cached (answer, condense)")
     llm_max_tokens: int = Field(96, ge=8, le=2048)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_retries: int = Field(1, ge=0, le=5)
-    context_tokens: int = Field(260, ge=64, description="token budget of the passages shown to the LLM")
+    context_tokens: int = Field(160, ge=64, description="token budget of the passages shown to the LLM")
     model_cache_dir: Path = Path(os.path.expanduser("~/.cache/qa-service"))
     openai_base_url: str | None = None
     openai_api_key: str | None = None

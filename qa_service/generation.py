@@ -77,7 +77,7 @@ def select_passages(question: str, hits: list[Retrieved], embedder: Embedder, bu
 
     texts = [text_of(i, s, e) for i, _, s, e in units]
     q_vec = embedder.embed_query(question)
-    sims = embedder.embed(texts) @ q_vec
+    sims = embedder.embed_cached(texts) @ q_vec
     q_terms = set(tokenize(question))
     lex = np.array([len(q_terms & set(tokenize(t))) / (len(q_terms) or 1) for t in texts], dtype=np.float32)
     score = sims + 0.3 * lex

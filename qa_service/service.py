@@ -234,6 +234,8 @@ class QAService:
                 refused = True  # the answer says things its cited passages do not
             elif cit.missing_key_terms(question, " ".join(chunk_text.values())):
                 refused = True  # the question names something no retrieved passage mentions
+            elif cit.lacks_quantity(question, f"{answer} {short or ''}"):
+                refused = True  # asked for a quantity, answered without one
         if refused:
             return AskResponse(answer=cit.REFUSAL_TEXT, short_answer=None, refused=True, citations=[], timings=empty)
         by_n = {p.n: p for p in passages}
@@ -266,7 +268,7 @@ class QAService:
             raise BadRequest("the last message must come from the user")
         last = self._check_question(turns[-1].content)
         history = turns[:-1][-6:]
-        if not history:
+        if not history or not needs_context(last):
             return last
         lines = "\n".join(f"{m.role}: {m.content[:400]}" for m in history)
         rewritten = self.generator.condense(lines, last).splitlines()
@@ -276,6 +278,19 @@ class QAService:
     def chat_stream(self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None) -> Iterator[StreamEvent]:
         question = self.standalone_question(messages)
         yield from self.ask_stream(question, top_k, filters, asked=question)
+
+
+_ANAPHORA = re.compile(
+    r"\b(he|she|they|it|its|his|her|hers|him|them|their|theirs|this|that|these|those|there|then|the same|the other|the former|the latter)\b"
+    r"|^(and|but|also|so|what about|how about|and what|why|how come)\b|^(when|where|why|how|who)\W*$",
+    re.IGNORECASE,
+)
+
+
+def needs_context(question: str) -> bool:
+    """Only a follow-up that leans on the history (a pronoun, "and where...?") is rewritten; a standalone question is
+    asked as typed: rewriting it cost a model call and, measured, could change its meaning ("Kremlin" became "Russian")."""
+    return bool(_ANAPHORA.search(question.strip())) or len(question.split()) <= 2
 
 
 class _AnswerFilter:

@@ -68,8 +68,19 @@ def get_service(request: Request) -> QAService:
 Svc = Annotated[QAService, Depends(get_service)]
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each new thread its own malloc arena; under a 50-user load that alone grew RSS by ~40% (measured)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def create_app(settings: Settings | None = None, *, service: QAService | None = None) -> FastAPI:
     settings = settings or Settings()
+    limit_malloc_arenas()
     state = State()
 
     def load() -> None:

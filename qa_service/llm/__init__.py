@@ -27,6 +27,7 @@ def make_llm(settings: Settings) -> StreamingLLM:
         context=settings.llm_context,
         threads=settings.threads,
         timeout_s=settings.llm_timeout_s,
+        slots=settings.llm_slots,
     )
 
 

@@ -15,13 +15,13 @@ from qa_service.models import resolve_gguf
 _DONE = object()
 
 
-def make_server(model_path: Path, *, n_ctx: int, threads: int, host: str | None = None, port: int | None = None) -> Any:
+def make_server(model_path: Path, *, n_ctx: int, threads: int, slots: int = 1, host: str | None = None, port: int | None = None) -> Any:
     import xllamacpp as xlc
 
     p = xlc.CommonParams()
     p.model.path = str(model_path)
     p.n_ctx = n_ctx
-    p.n_parallel = 1
+    p.n_parallel = slots
     p.n_batch = 512
     p.cpuparams.n_threads = threads
     p.cpuparams_batch.n_threads = threads
@@ -36,12 +36,13 @@ def make_server(model_path: Path, *, n_ctx: int, threads: int, host: str | None 
 
 
 class LocalLLM(StreamingLLM):
-    def __init__(self, model: str, *, cache_dir: Path, context: int = 4096, threads: int = 2, timeout_s: float = 120.0) -> None:
+    def __init__(self, model: str, *, cache_dir: Path, context: int = 4096, threads: int = 2, timeout_s: float = 120.0, slots: int = 1) -> None:
         self.path = resolve_gguf(model, cache_dir)
         self.name = model
-        self.context = context
+        self.context = context // slots  # the engine splits n_ctx between its slots
         self.timeout_s = timeout_s
-        self._server = make_server(self.path, n_ctx=context, threads=threads)
+        # more than one slot keeps more than one prompt prefix cached (answer and condense prompts differ)
+        self._server = make_server(self.path, n_ctx=context, threads=threads, slots=slots)
         self._lock = threading.Lock()
 
     def stream(self, messages: list[Message], *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
