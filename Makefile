@@ -40,5 +40,17 @@ lint: install
 eval-seed: install
 	$(QA) eval --questions ../shared/eval/seed/questions.jsonl --corpus seeds --out eval/runs/seed
 
+eval-dev: install
+	$(QA) eval --questions ../shared/eval/qamr-wikinews/dev.jsonl --corpus ../shared/eval/qamr-wikinews/corpus.jsonl \
+		--out eval/runs/dev --baseline eval/baselines/qamr-dev-search.json --search-only
+
+# benchmarks print figures and write bench/results/*.json (not part of make test)
+bench: install
+	$(PIP) install -q --no-deps langchain-chroma==1.1.0 langchain-huggingface==1.2.3
+	$(PY) bench/ask_latency.py --models qwen2.5-coder-1.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m smollm2-135m-instruct-q4_1
+	$(PY) bench/ingest.py
+	$(PY) bench/retrieval.py --sizes 10000 100000
+	$(PY) bench/load.py --users 50 --duration 120
+
 clean:
 	rm -rf $(VENV) vectorstore/chroma.sqlite3 vectorstore/*-* .pytest_cache

@@ -147,7 +147,11 @@ def missing_key_terms(question: str, evidence: str) -> list[str]:
 _QUANTITY = re.compile(
     r"^\s*(how (many|much|old|long|far|big|large|tall|often))\b|\b(population|percentage|percent|number of|how many)\b", re.IGNORECASE
 )
-_NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion|dozen|half|double|twice)\b", re.IGNORECASE)
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion"
+    r"|dozen|half|double|twice)\b",
+    re.IGNORECASE,
+)
 
 
 def lacks_quantity(question: str, answer: str) -> bool:

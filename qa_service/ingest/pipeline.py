@@ -1,8 +1,8 @@
 """Articles -> chunks -> embeddings -> store, with content hashes so re-ingest of unchanged text is a no-op.
 
 Write order per batch: the journal names the documents being rewritten; the new chunks are upserted (deterministic
-ids); then per document the record switches to them (the acknowledgement) and the old chunks are deleted; then the
-journal is cleared. A crash mid-batch leaves chunks no record lists; `recover()` (run before every write and on open)
+ids); then the records switch to them (the acknowledgement) and the old chunks are deleted; then the journal is
+cleared. A crash mid-batch leaves chunks no record lists; `recover()` (run before every write and on open)
 deletes exactly those, for the journalled documents only, so the store never holds two revisions of a document.
 """
 
@@ -35,7 +35,7 @@ class IngestPipeline:
         self.embedder = embedder
         self.settings = settings
         self.on_change = on_change or (lambda: None)
-        self.batch_chunks = max(settings.embedding_batch_size * 4, 64)
+        self.batch_chunks = max(settings.embedding_batch_size * 16, 256)
 
     def chunk(self, article: Article) -> list[ChunkRecord]:
         doc_id, h = article.doc_id, article.content_hash
@@ -128,23 +128,25 @@ class IngestPipeline:
             vectors = self.embedder.embed([c.text for c in all_chunks])
             self.store.mark_pending([p.article.doc_id for p in pending])
             self.store.upsert_chunks(all_chunks, vectors)
+            # the records switch to the new chunks first (one write for the batch); old chunks are deleted after
+            self.store.put_documents([
+                DocRecord(p.article.doc_id, p.article.title, p.article.text, p.article.content_hash, [c.chunk_id for c in p.chunks],
+                          p.article.source, p.article.url, p.article.published_at, p.article.author)
+                for p in pending
+            ])
+            current = self.store.chunk_ids_by_doc([p.article.doc_id for p in pending])
+            stale: list[str] = []
             for p in pending:
-                new_ids = [c.chunk_id for c in p.chunks]
-                a = p.article
-                # the record switches to the new chunks first; the old ones are deleted only after it
-                self.store.put_document(
-                    DocRecord(a.doc_id, a.title, a.text, a.content_hash, new_ids, a.source, a.url, a.published_at, a.author)
-                )
-                keep = set(new_ids)
-                stale = [cid for cid in self.store.chunk_ids_of(a.doc_id) if cid not in keep]
-                if stale:
-                    self.store.delete_chunks(stale)
-                report.items.append(IngestItem(origin=p.origin, doc_id=a.doc_id, status=p.status, chunks=len(p.chunks)))  # type: ignore[arg-type]
+                keep = {c.chunk_id for c in p.chunks}
+                stale.extend(cid for cid in current.get(p.article.doc_id, []) if cid not in keep)
+                report.items.append(IngestItem(origin=p.origin, doc_id=p.article.doc_id, status=p.status, chunks=len(p.chunks)))  # type: ignore[arg-type]
                 report.chunks_written += len(p.chunks)
                 if p.status == "added":
                     report.added += 1
                 else:
                     report.updated += 1
+            if stale:
+                self.store.delete_chunks(stale)
             self.store.clear_pending()
             self.on_change()
         if skipped:

@@ -79,6 +79,16 @@ class ChromaStore:
         for i in range(0, len(chunk_ids), self.write_batch):
             self.chunks.delete(ids=chunk_ids[i : i + self.write_batch])
 
+    def chunk_ids_by_doc(self, doc_ids: list[str]) -> dict[str, list[str]]:
+        """One query for a whole batch of documents instead of one per document."""
+        out: dict[str, list[str]] = {d: [] for d in doc_ids}
+        for i in range(0, len(doc_ids), 500):
+            part = doc_ids[i : i + 500]
+            got = self.chunks.get(where={"doc_id": {"$in": part}}, include=["metadatas"])
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                out.setdefault(str(meta["doc_id"]), []).append(cid)
+        return out
+
     def chunk_ids_of(self, doc_id: str) -> list[str]:
         got = self.chunks.get(where={"doc_id": doc_id}, include=[])
         return list(got["ids"])
@@ -144,6 +154,16 @@ class ChromaStore:
 
     # documents
     def put_document(self, doc: DocRecord) -> None:
+        self.put_documents([doc])
+
+    def put_documents(self, docs: list[DocRecord]) -> None:
+        for i in range(0, len(docs), self.write_batch):
+            part = docs[i : i + self.write_batch]
+            self.docs.upsert(ids=[d.doc_id for d in part], embeddings=[_DOC_VEC] * len(part), documents=[d.text for d in part],
+                             metadatas=[self._doc_meta(d) for d in part])
+
+    @staticmethod
+    def _doc_meta(doc: DocRecord) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "title": doc.title,
             "content_hash": doc.content_hash,
@@ -153,7 +173,7 @@ class ChromaStore:
             value = getattr(doc, key)
             if value is not None:
                 meta[key] = value
-        self.docs.upsert(ids=[doc.doc_id], embeddings=[_DOC_VEC], documents=[doc.text], metadatas=[meta])
+        return meta
 
     def _doc(self, doc_id: str, text: str, meta: dict[str, Any]) -> DocRecord:
         return DocRecord(
