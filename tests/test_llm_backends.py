@@ -95,7 +95,23 @@ def test_backend_faults_become_errors(fake_server: str, error: type[Exception]) 
     t = time.monotonic()
     with pytest.raises(error):
         list(llm.stream([{"role": "user", "content": "hi"}], max_tokens=4))
-    assert time.monotonic() - t < 1.0 + 1.0 + 1.0  # timeout, one retry back-off, one second of slack
+    assert time.monotonic() - t < 1.0 + 1.0  # the timeout is one deadline across retries; one second of slack
+
+
+@pytest.mark.parametrize("fake_server,status", [("garbage", 503), ("500", 503), ("slow", 504)], indirect=["fake_server"])
+def test_backend_faults_in_api_are_errors_within_timeout(fake_server: str, status: int, tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(data_dir=tmp_path / "s", llm_backend="openai", openai_base_url=fake_server, llm_timeout_s=1.5, llm_retries=1)
+    svc = QAService(s, embedder=embedder, load_llm=False)
+    svc.ingest(load_paths([SEEDS / "000_29c5e578b24db1f9.txt"]))
+    with TestClient(create_app(s, service=svc)) as c:
+        for stream in (False, True):
+            t = time.monotonic()
+            r = c.post("/v1/ask", json={"question": "Who agreed to mediate between the US and Iran?", "stream": stream})
+            elapsed = time.monotonic() - t
+            assert r.status_code == status, r.text
+            assert set(r.json()["error"]) == {"code", "message"} and "Traceback" not in r.text
+            assert elapsed < 1.5 + 1.0, f"{elapsed:.2f} s"
+    svc.close()
 
 
 def test_connection_refused_is_503_in_api(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]

@@ -56,10 +56,11 @@ class OpenAICompatLLM(StreamingLLM):
                         yield delta
                     return
             except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, _Retryable) as exc:
-                if yielded or attempt >= self.retries or time.monotonic() > deadline:
+                backoff = min(0.5 * (attempt + 1), 2.0)
+                if yielded or attempt >= self.retries or time.monotonic() + backoff > deadline:
                     raise BackendUnavailable(f"LLM server unavailable at {self.base_url}: {exc}") from None
                 attempt += 1
-                time.sleep(min(0.5 * attempt, 2.0))
+                time.sleep(backoff)
             except httpx.TimeoutException:
                 raise BackendTimeout(f"LLM server did not answer within {self.timeout_s:.0f} s") from None
 
