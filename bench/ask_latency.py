@@ -18,13 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from stats import pct  # bench/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT.parent / "shared/eval/seed/questions.jsonl"
 
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(p * len(values)))], 1)
 
 
 def correct(q: dict[str, Any], answer: str, short: str | None, refused: bool) -> bool:

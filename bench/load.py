@@ -24,17 +24,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+from stats import pct  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [json.loads(line)["question"] for line in (ROOT.parent / "shared/eval/seed/questions.jsonl").read_text().splitlines() if line.strip()]
 QUERIES = ["Russia mediation US Iran", "Riyadh meeting envoys", "Tunisia constitution", "Indiana amendment", "Nikki Allan", "Kremlin Peskov"]
 
-
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(p * len(values)))], 1)
 
 
 async def user(i: int, base: str, key: str, stop: float, ask_share: float, log: list[tuple[str, int, float]]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from stats import pct  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
@@ -29,10 +30,6 @@ SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
 def dir_mb(path: Path) -> float:
     return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
 
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(p * len(values)))], 2)
 
 
 def main() -> None:
@@ -88,7 +85,7 @@ def main() -> None:
         for hybrid in (False, True):
             svc.settings = s.model_copy(update={"hybrid": hybrid})
             svc.retriever.settings = svc.settings
-            embedder._cache.clear()  # noqa: SLF001 - both passes embed every query afresh
+            embedder._queries.clear()  # noqa: SLF001 - both passes embed every query afresh
             with TestClient(create_app(svc.settings, service=svc)) as client:
                 t = time.perf_counter()
                 client.post("/v1/search", json={"query": "warm up the index"})
@@ -99,7 +96,7 @@ def main() -> None:
                     r = client.post("/v1/search", json={"query": q, "top_k": 5})
                     lat.append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200, r.text
-            row["hybrid" if hybrid else "dense"] = {"p50_ms": pct(lat, 0.5), "p95_ms": pct(lat, 0.95), "first_query_ms": round(first_ms, 1)}
+            row["hybrid" if hybrid else "dense"] = {"p50_ms": pct(lat, 0.5, 2), "p95_ms": pct(lat, 0.95, 2), "first_query_ms": round(first_ms, 1)}
         row["rss_mb"] = round(proc.memory_info().rss / 2**20)
         row["disk_mb"] = dir_mb(tmp)
         print(json.dumps(row))

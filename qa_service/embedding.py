@@ -22,8 +22,35 @@ class Embedder(Protocol):
     def embed_cached(self, texts: list[str]) -> np.ndarray: ...
 
 
+class _LRU:
+    """A thread-safe least-recently-used map of text -> vector."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: np.ndarray) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 class SentenceTransformerEmbedder:
-    """Normalised embeddings, so cosine similarity is a dot product; query vectors are LRU-cached."""
+    """Normalised embeddings, so cosine similarity is a dot product; query and passage-sentence vectors are LRU-cached."""
 
     def __init__(self, model: str, *, batch_size: int = 64, device: str = "cpu", cache_size: int = 2048, sentence_cache_size: int = 50_000) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,12 +62,9 @@ class SentenceTransformerEmbedder:
         self._model = SentenceTransformer(resolve_embedder(model), device=device)
         self.batch_size = batch_size
         self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else self._model.get_sentence_embedding_dimension())
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._sentence_cache_size = sentence_cache_size
+        self._queries = _LRU(cache_size)
+        self._sentences = _LRU(sentence_cache_size)
         self._lock = threading.Lock()
-        self._cache_lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
@@ -52,34 +76,19 @@ class SentenceTransformerEmbedder:
         return np.asarray(out, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        hit = self._cache.get(text)
-        if hit is not None:
-            self._cache.move_to_end(text)
-            return hit
-        vec = self.embed([text])[0]
-        self._cache[text] = vec
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        vec = self._queries.get(text)
+        if vec is None:
+            vec = self.embed([text])[0]
+            self._queries.put(text, vec)
         return vec
 
     def embed_cached(self, texts: list[str]) -> np.ndarray:
         """Passage sentences recur across questions on the same articles; 50k of them are ~75 MB."""
-        with self._cache_lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self._sentences))
-        if missing:
-            vectors = self.embed(missing)
-            with self._cache_lock:
-                for t, v in zip(missing, vectors, strict=True):
-                    self._sentences[t] = v
-                while len(self._sentences) > self._sentence_cache_size:
-                    self._sentences.popitem(last=False)
-        with self._cache_lock:
-            out = []
-            for t in texts:
-                v = self._sentences.get(t)
-                if v is None:  # evicted meanwhile by another thread
-                    v = self.embed([t])[0]
-                else:
-                    self._sentences.move_to_end(t)
-                out.append(v)
-        return np.stack(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        known = {t: v for t in dict.fromkeys(texts) if (v := self._sentences.get(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in known]
+        for t, v in zip(missing, self.embed(missing), strict=True):
+            known[t] = v
+            self._sentences.put(t, v)
+        return np.stack([known[t] for t in texts])

@@ -152,12 +152,7 @@ class QAService:
 
     # answering
     def ask(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> AskResponse:
-        final: AskResponse | None = None
-        for ev in self.ask_stream(question, top_k, filters):
-            if ev.event == "done":
-                final = ev.data
-        assert final is not None
-        return final
+        return final_answer(self.ask_stream(question, top_k, filters))
 
     def ask_stream(
         self, question: str, top_k: int | None = None, filters: Filters | None = None, *, asked: str | None = None
@@ -278,6 +273,16 @@ class QAService:
     def chat_stream(self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None) -> Iterator[StreamEvent]:
         question = self.standalone_question(messages)
         yield from self.ask_stream(question, top_k, filters, asked=question)
+
+
+def final_answer(events: Iterable[StreamEvent]) -> AskResponse:
+    """Run a stream to its end; the answer is its `done` event."""
+    final: AskResponse | None = None
+    for ev in events:
+        if ev.event == "done":
+            final = ev.data
+    assert final is not None
+    return final
 
 
 _ANAPHORA = re.compile(

@@ -34,7 +34,7 @@ from qa_service.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from qa_service.service import QAService, StreamEvent
+from qa_service.service import QAService, StreamEvent, final_answer
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
         try:
             release = inflight.acquire()
         except QAError as exc:
-            return errors.error_response(exc.status, exc.code, exc.message, exc.headers)
+            return errors.qa_error_response(exc)
         try:
             response = await _limited(request, call_next)
         finally:
@@ -232,11 +232,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
         if req.stream:
             return sse(events, generations.acquire())
         with generations.hold():
-            final = None
-            for ev in events:
-                if ev.event == "done":
-                    final = ev.data
-            return final
+            return final_answer(events)
 
     @app.post("/v1/documents", response_model=IngestReport, tags=["documents"], dependencies=write)
     def add_documents(req: DocumentsIn, svc: Svc) -> IngestReport:

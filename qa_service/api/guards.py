@@ -118,21 +118,25 @@ def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) ->
                 raise RateLimited(f"rate limit of {settings.rate_limit_per_minute}/min exceeded", headers={"Retry-After": str(math.ceil(wait))})
         return caller
 
-    if needs_key:
-
-        def secured(
-            request: Request,
-            x_api_key: Annotated[str | None, Security(api_key_header)],
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-        ) -> str:
-            return limit(caller_of(request, x_api_key or (credentials.credentials if credentials else None)))
-
-        return secured
-
     def open_(request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        presented = request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
-        return limit(caller_of(request, presented))
+        return limit(caller_of(request, presented_key(request)))
 
-    return open_
+    if not needs_key:
+        return open_
+
+    def secured(
+        request: Request,
+        _x_api_key: Annotated[str | None, Security(api_key_header)],
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> str:
+        """The same check; the Security parameters declare the schemes in the OpenAPI document where they apply."""
+        return open_(request)
+
+    return secured
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from X-API-Key, else from Authorization: Bearer (the header parsing APIKeyHeader and HTTPBearer do)."""
+    auth = request.headers.get("authorization", "")
+    return request.headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else None)
 

@@ -59,18 +59,18 @@ class IngestPipeline:
     def recover(self) -> int:
         """Delete the chunks an interrupted batch left behind; returns how many."""
         doc_ids = self.store.pending()
-        removed = 0
-        for doc_id in doc_ids:
-            record = self.store.get_document(doc_id)
-            keep = set(record.chunk_ids) if record else set()
-            orphans = [cid for cid in self.store.chunk_ids_of(doc_id) if cid not in keep]
-            if orphans:
-                self.store.delete_chunks(orphans)
-                removed += len(orphans)
-        if doc_ids:
-            self.store.clear_pending()
-            self.on_change()
-        return removed
+        if not doc_ids:
+            return 0
+        records = self.store.get_documents(doc_ids)
+        orphans: list[str] = []
+        for doc_id, ids in self.store.chunk_ids_by_doc(doc_ids).items():
+            keep = set(records[doc_id].chunk_ids) if doc_id in records else set()
+            orphans.extend(cid for cid in ids if cid not in keep)
+        if orphans:
+            self.store.delete_chunks(orphans)
+        self.store.clear_pending()
+        self.on_change()
+        return len(orphans)
 
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
         self.recover()
