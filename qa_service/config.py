@@ -35,9 +35,11 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     max_top_k: int = Field(50, ge=1, le=50)
     hybrid: bool = True
-    rrf_k: int = Field(60, ge=1)
+    rrf_k: int = Field(5, ge=1, description="reciprocal rank fusion constant; small k trusts the top ranks (dev: k=5 beat 60)")
     dense_weight: float = Field(1.0, ge=0)
-    lexical_weight: float = Field(1.5, ge=0)
+    lexical_weight: float = Field(3.0, ge=0)
+    bm25_k1: float = Field(0.9, ge=0, description="BM25 term saturation (Anserini's default)")
+    bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation (Anserini's default)")
     candidates: int = Field(30, ge=1, le=500, description="candidates per retriever before fusion")
     min_similarity: float = Field(0.1, ge=-1, le=1, description="below this top cosine the LLM is not called: refuse")
     strict_grounding: bool = Field(True, description="refuse answers whose words or question names the passages lack")
@@ -52,7 +54,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(96, ge=8, le=2048)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_retries: int = Field(1, ge=0, le=5)
-    context_tokens: int = Field(160, ge=64, description="token budget of the passages shown to the LLM")
+    context_tokens: int = Field(120, ge=64, description="token budget of the passages (with their labels) shown to the LLM")
     model_cache_dir: Path = Path(os.path.expanduser("~/.cache/qa-service"))
     openai_base_url: str | None = None
     openai_api_key: str | None = None

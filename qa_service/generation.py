@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +52,31 @@ class Prompts:
         return cls(system, answer, condense, turns)
 
 
+TermWeights = Callable[[set[str]], dict[str, float]]
+LEXICAL_WEIGHT = 0.7  # chosen on the dev set by evidence recall of the selected passages (README, Retrieval)
+RANK_PRIOR = 0.1
+NEIGHBOUR_BONUS = 0.15
+GUARANTEED_HITS = 2
+LEDE_BONUS = 0.1  # a news article's first sentence carries its main facts (the lede)
+
+
+def _mentions(term: str, words: set[str]) -> bool:
+    """Exact stem, or a longer word it begins ("iran" in "iranian"): stems miss demonyms and compounds."""
+    return term in words or (len(term) >= 4 and any(w.startswith(term) for w in words))
+
+
 def _escape(text: str) -> str:
     return text.replace("{", "{{").replace("}", "}}")
 
 
-def select_passages(question: str, hits: list[Retrieved], embedder: Embedder, budget: int) -> list[Passage]:
-    """Trim each retrieved chunk to the sentences that match the question (plus neighbours), within budget.
+def select_passages(
+    question: str, hits: list[Retrieved], embedder: Embedder, budget: int, term_weights: TermWeights | None = None
+) -> list[Passage]:
+    """Trim the retrieved chunks to the sentences that best match the question (plus neighbours), within budget.
 
-    Every retrieved chunk keeps at least its best sentence while the budget allows, so each [n] the model can
-    cite is a passage that was retrieved.
+    Sentences compete across chunks on similarity, IDF-weighted word overlap (the question's names weigh more
+    than "name" or "first") and a small prior for the chunk's retrieval rank. A chunk none of whose sentences
+    wins a place is left out, so the model reads fewer distractors; every [n] still names a retrieved chunk.
     """
     if not hits:
         return []
@@ -79,32 +95,41 @@ def select_passages(question: str, hits: list[Retrieved], embedder: Embedder, bu
     q_vec = embedder.embed_query(question)
     sims = embedder.embed_cached(texts) @ q_vec
     q_terms = set(tokenize(question))
-    lex = np.array([len(q_terms & set(tokenize(t))) / (len(q_terms) or 1) for t in texts], dtype=np.float32)
-    score = sims + 0.3 * lex
+    weights = term_weights(q_terms) if term_weights else dict.fromkeys(q_terms, 1.0)
+    total = sum(weights.values()) or 1.0
+    lex = np.array([sum(weights[t] for t in q_terms if _mentions(t, set(tokenize(x)))) / total for x in texts], dtype=np.float32)
+    prior = np.array(
+        [RANK_PRIOR / (1 + i) + (LEDE_BONUS if j == 0 and hits[i].chunk.start == 0 else 0.0) for i, j, _, _ in units], dtype=np.float32
+    )
+    score = sims + LEXICAL_WEIGHT * lex + prior
     cost = [count_tokens(t) + 1 for t in texts]
+    label_cost = [count_tokens(f"[{i + 1}] {_label(h.chunk.title)}\n") for i, h in enumerate(hits)]
     chosen: set[int] = set()
-    used = sum(count_tokens(f"[{i + 1}] {_label(h.chunk.title)}\n") for i, h in enumerate(hits))
+    opened: set[int] = set()  # hits with a sentence chosen: their label is paid for
+    used = 0
 
     def take(u: int) -> bool:
         nonlocal used
-        if u in chosen or used + cost[u] > budget:
+        i = units[u][0]
+        need = cost[u] + (0 if i in opened else label_cost[i])
+        if u in chosen or used + need > budget:
             return False
         chosen.add(u)
-        used += cost[u]
+        opened.add(i)
+        used += need
         return True
 
     index = {(i, j): u for u, (i, j, _, _) in enumerate(units)}
-    for i in range(len(hits)):
-        best = max((u for u, unit in enumerate(units) if unit[0] == i), key=lambda u: score[u])
-        take(best)
-    # then the best remaining sentences, preferring neighbours of what is already chosen
+    for i in range(min(GUARANTEED_HITS, len(hits))):
+        take(max((u for u, unit in enumerate(units) if unit[0] == i), key=lambda u: score[u]))
+    # then the best sentences, preferring neighbours of what is already chosen
     for _ in range(len(units)):
         bonus = np.zeros(len(units), dtype=np.float32)
         for u in chosen:
             i, j = units[u][:2]
             for nb in (index.get((i, j - 1)), index.get((i, j + 1))):
                 if nb is not None:
-                    bonus[nb] = 0.15
+                    bonus[nb] = NEIGHBOUR_BONUS
         ranked = [u for u in np.argsort(-(score + bonus)) if u not in chosen]
         if not any(take(int(u)) for u in ranked[:8]):
             break
@@ -113,15 +138,17 @@ def select_passages(question: str, hits: list[Retrieved], embedder: Embedder, bu
         picked = sorted(units[u][1] for u in chosen if units[u][0] == i)
         if not picked:
             continue
-        parts: list[str] = []
+        text = ""
         spans: list[tuple[int, int]] = []
-        prev = None
+        prev = -2
         for j in picked:
             s, e = per_hit[i][j]
-            parts.append(("… " if prev is not None and j != prev + 1 else "") + text_of(i, s, e))
+            if spans:  # the document's own spacing between neighbours, an ellipsis over a gap
+                text += text_of(i, spans[-1][1], s) if j == prev + 1 else " … "
+            text += text_of(i, s, e)
             spans.append((s, e))
             prev = j
-        passages.append(Passage(len(passages) + 1, h, " ".join(parts), spans))
+        passages.append(Passage(len(passages) + 1, h, text, spans))
     return passages
 
 

@@ -55,7 +55,7 @@ class QAService:
         self.store = ChromaStore(
             make_client(str(settings.data_dir), settings.chroma_url), settings.collection, write_batch=settings.write_batch_size
         )
-        self.lexical = LexicalIndex(self.store)
+        self.lexical = LexicalIndex(self.store, k1=settings.bm25_k1, b=settings.bm25_b)
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings, on_change=self.lexical.mark_dirty)
         self.prompts = Prompts.load(settings.prompts_dir)
@@ -163,7 +163,7 @@ class QAService:
         gen = self.generator
         budget = gen.passage_budget(question)
         hits = self.retriever.search(question, k, where_from(filters))
-        passages = select_passages(question, hits, self.embedder, budget) if hits else []
+        passages = select_passages(question, hits, self.embedder, budget, self.lexical.term_weights) if hits else []
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""

@@ -32,3 +32,9 @@ def test_sentences_keep_abbreviations_together() -> None:
     text = "The U.S. envoy met Mr. Lavrov. Talks ended."
     spans = [text[s:e] for s, e in sentences(text)]
     assert spans == ["The U.S. envoy met Mr. Lavrov.", "Talks ended."]
+
+
+def test_sentences_do_not_split_numbers_or_unspaced_dots() -> None:
+    text = "Pueyo had a time of 20.32 seconds. The U.S.-led talks ended. Next."
+    got = [text[s:e] for s, e in sentences(text)]
+    assert got == ["Pueyo had a time of 20.32 seconds.", "The U.S.-led talks ended.", "Next."]

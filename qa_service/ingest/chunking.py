@@ -102,13 +102,15 @@ def sentences(text: str) -> list[tuple[int, int]]:
             e -= 1
         if e > s:
             spans.append((s, e))
-    # rejoin splits after abbreviations such as "U.S." or "Jr." and initials
+    # rejoin splits with no space after them ("20.32", "U.S.-led"), after abbreviations such as "Jr." and
+    # initials, and before a lower-case word
     merged: list[tuple[int, int]] = []
     for s, e in spans:
         if merged:
             prev = text[merged[-1][0] : merged[-1][1]]
             last_word = prev.rsplit(" ", 1)[-1]
-            if (len(last_word) <= 4 and last_word.endswith(".") and last_word[:1].isupper()) or text[s:s + 1].islower():
+            abbreviation = len(last_word) <= 4 and last_word.endswith(".") and last_word[:1].isupper()
+            if s == merged[-1][1] or abbreviation or text[s : s + 1].islower():
                 merged[-1] = (merged[-1][0], e)
                 continue
         merged.append((s, e))

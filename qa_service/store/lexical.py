@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import math
+import unicodedata
+from collections import Counter
 
 import numpy as np
 
@@ -24,25 +27,36 @@ STOPWORDS = frozenset(
 )
 
 
-def _stem(tok: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if tok.endswith(suffix) and len(tok) - len(suffix) >= 3:
-            return tok[: -len(suffix)]
-    return tok
+_stemmers = threading.local()
+
+
+def _fold(text: str) -> str:
+    """Lower-case and strip accents, so a question typed as "Garzon" matches "Garzón"."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
 def tokenize(text: str) -> list[str]:
-    return [_stem(t) for t in _TOKEN.findall(text.lower().replace("’", "'")) if t not in STOPWORDS]
+    """Folded, stop-worded, Snowball-stemmed words (PyStemmer; a stemmer object is not thread-safe)."""
+    stemmer = getattr(_stemmers, "english", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _stemmers.english = Stemmer.Stemmer("english")
+    words = [t for t in _TOKEN.findall(_fold(text)) if t not in STOPWORDS and len(t) > 1]
+    return list(stemmer.stemWords(words))
 
 
 class LexicalIndex:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, k1: float = 0.9, b: float = 0.4) -> None:
         self.store = store
+        self.k1, self.b = k1, b
         self._lock = threading.Lock()
         self._dirty = True
         self._count = -1
         self._bm25: object | None = None
         self._chunks: list[ChunkRecord] = []
+        self._df: Counter[str] = Counter()
 
     def mark_dirty(self) -> None:
         self._dirty = True
@@ -57,12 +71,21 @@ class LexicalIndex:
             logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
             chunks = list(self.store.iter_chunks())
             corpus = [tokenize(c.text) or ["\x00"] for c in chunks]
-            bm25 = bm25s.BM25()
+            bm25 = bm25s.BM25(k1=self.k1, b=self.b)
             if corpus:
                 bm25.index(corpus, show_progress=False)
-            self._bm25, self._chunks = bm25, chunks
+            df: Counter[str] = Counter()
+            for toks in corpus:
+                df.update(set(toks))
+            self._bm25, self._chunks, self._df = bm25, chunks, df
             self._count, self._dirty = len(chunks), False
             log.info("BM25 index built over %d chunks", len(chunks))
+
+    def term_weights(self, terms: set[str]) -> dict[str, float]:
+        """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight."""
+        self._ensure()
+        n = len(self._chunks)
+        return {t: math.log(1 + n / (1 + self._df.get(t, 0))) for t in terms}
 
     def query(self, text: str, k: int, where: Where) -> list[Hit]:
         self._ensure()
