@@ -55,7 +55,9 @@ class QAService:
         self.store = ChromaStore(
             make_client(str(settings.data_dir), settings.chroma_url), settings.collection, write_batch=settings.write_batch_size
         )
-        self.lexical = LexicalIndex(self.store, k1=settings.bm25_k1, b=settings.bm25_b)
+        self.lexical = LexicalIndex(
+            self.store, k1=settings.bm25_k1, b=settings.bm25_b, path=settings.data_dir / "lexical" / f"{settings.collection}.npz"
+        )
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings, on_change=self.lexical.mark_dirty)
         self.prompts = Prompts.load(settings.prompts_dir)

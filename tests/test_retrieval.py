@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from qa_service.config import Settings
@@ -95,3 +99,59 @@ def test_weak_chunks_are_left_out_but_the_top_two_stay(svc: QAService) -> None:
 def test_term_weights_are_idf(svc: QAService) -> None:
     w = svc.lexical.term_weights({"pueyo", "offici", "unseenword"})  # "officials" is in two of the four
     assert w["unseenword"] > w["pueyo"] > w["offici"] > 0
+
+
+def test_bm25_scores_match_bm25s_lucene(svc: QAService) -> None:
+    """Our incremental postings score exactly as bm25s (Lucene variant) does over the same tokens."""
+    import bm25s
+
+    svc.lexical.sync()
+    chunks = list(svc.store.iter_chunks())
+    ref = bm25s.BM25(k1=svc.lexical.k1, b=svc.lexical.b)
+    ref.index([tokenize(c.text) for c in chunks], show_progress=False)
+    for question in ("Why were the ministers in Riyadh?", "Ursula Pueyo time ranking", "first name of the ship"):
+        tokens = [t for t in tokenize(question) if t in ref.vocab_dict]
+        expected = np.asarray(ref.get_scores(tokens))
+        got = {h.chunk.chunk_id: h.score for h in svc.lexical.query(question, len(chunks), Where())}
+        for c, e in zip(chunks, expected, strict=True):
+            assert got.get(c.chunk_id, 0.0) == pytest.approx(e * (svc.lexical.k1 + 1), rel=1e-4, abs=1e-6)
+
+
+def test_bm25_follows_writes_incrementally_and_persists(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    s = Settings(data_dir=tmp_path / "store")
+    a = QAService(s, embedder=embedder, load_llm=False)
+    a.ingest([Loaded(k, Article(id=k, title=k, text=v)) for k, v in DOCS.items()])
+    assert a.lexical.query("Araghchi", 3, Where())[0].chunk.doc_id == "talks"
+    live = len(a.lexical)
+    # an edit keeps the chunk count but changes the text: the old words go, the new ones come
+    a.ingest([Loaded("talks", Article(id="talks", title="talks", text="Envoys met in Muscat to discuss sanctions relief."))])
+    assert a.lexical.query("Araghchi", 3, Where()) == []
+    assert a.lexical.query("Muscat envoys", 3, Where())[0].chunk.doc_id == "talks"
+    assert len(a.lexical) == live
+    a.delete("games")
+    assert a.lexical.query("Garzon", 3, Where()) == []
+    assert len(a.lexical) == live - 1
+    # a new process loads the saved index and agrees without re-reading every chunk
+    path = s.data_dir / "lexical" / f"{s.collection}.npz"
+    assert path.exists()
+    b = QAService(s, embedder=embedder, load_llm=False)
+    assert len(b.lexical) == live - 1 and b.lexical._generation == a.store.generation()
+    for q in ("Muscat", "Pueyo", "ship name"):
+        assert [(h.chunk.chunk_id, round(h.score, 4)) for h in b.lexical.query(q, 5, Where())] == [
+            (h.chunk.chunk_id, round(h.score, 4)) for h in a.lexical.query(q, 5, Where())
+        ]
+    # filters work on the index's own columns
+    assert [h.chunk.doc_id for h in b.lexical.query("name Pueyo", 5, Where(doc_id="names"))] == ["names"]
+    assert b.lexical.query("Pueyo", 5, Where(source="nowhere")) == []
+
+
+def test_bm25_of_another_process_sees_writes(chroma_server: str, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """Two API workers on one Chroma server: a write through one is searchable through the other."""
+    s = Settings(chroma_url=chroma_server, collection=f"t-{uuid.uuid4().hex[:8]}", data_dir=tmp_path)
+    writer = QAService(s, embedder=embedder, load_llm=False)
+    reader = QAService(s.model_copy(update={"data_dir": tmp_path / "other"}), embedder=embedder, load_llm=False)
+    writer.ingest([Loaded("skiing", Article(id="skiing", title="skiing", text=DOCS["skiing"]))])
+    assert reader.retriever.search("Pueyo", 3, Where())[0].chunk.doc_id == "skiing"
+    writer.ingest([Loaded("skiing", Article(id="skiing", title="skiing", text="Pueyo withdrew from the slalom in Zermatt."))])
+    assert reader.lexical.query("Carpanedo", 3, Where()) == []
+    assert reader.lexical.query("Zermatt", 3, Where())[0].chunk.doc_id == "skiing"

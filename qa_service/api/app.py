@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -163,7 +164,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         if state.service is not None:
-            return JSONResponse({"status": "ok", "ready": True})
+            return JSONResponse({"status": "ok", "ready": True, "worker": os.getpid()})
         if state.ready.is_set():
             return errors.error_response(503, "not_ready", f"service failed to start: {state.error}")
         return errors.error_response(503, "not_ready", "models are loading")

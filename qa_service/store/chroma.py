@@ -6,6 +6,7 @@ Embeddings are always computed by the project; Chroma's default embedding functi
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
@@ -74,10 +75,29 @@ class ChromaStore:
                 documents=[c.text for c in part],
                 metadatas=[c.metadata() for c in part],
             )
+        self._bump()
 
     def delete_chunks(self, chunk_ids: list[str]) -> None:
         for i in range(0, len(chunk_ids), self.write_batch):
             self.chunks.delete(ids=chunk_ids[i : i + self.write_batch])
+        if chunk_ids:
+            self._bump()
+
+    def _bump(self) -> None:
+        self.journal.upsert(ids=["generation"], embeddings=[_DOC_VEC], documents=[uuid.uuid4().hex])
+
+    def generation(self) -> str:
+        """A token that changes with every chunk write, by any process: readers' derived indexes key on it."""
+        got = self.journal.get(ids=["generation"], include=["documents"])
+        return str(got["documents"][0]) if got["ids"] else ""
+
+    def chunk_ids(self, batch: int = 20_000) -> list[str]:
+        ids: list[str] = []
+        while True:
+            got = self.chunks.get(include=[], limit=batch, offset=len(ids))
+            if not got["ids"]:
+                return ids
+            ids.extend(got["ids"])
 
     def chunk_ids_by_doc(self, doc_ids: list[str]) -> dict[str, list[str]]:
         """One query for a whole batch of documents instead of one per document."""

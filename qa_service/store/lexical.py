@@ -1,21 +1,29 @@
-"""BM25 over the chunk texts (bm25s), derived from the store so it can never disagree with it for long.
+"""BM25 over the chunk texts: incremental, persistent, and kept in step with the store by any process.
 
-The index is rebuilt from the store's chunks when the store changed (a write here, or a different chunk count
-from another process); queries never rebuild when nothing changed.
+The store's generation token changes with every chunk write. When it differs from the one this index last saw,
+the index diffs chunk ids (they carry a content hash, so an edited article has new ids) and tokenizes only the
+chunks that are new; removed ones become tombstones until the next compaction. Postings are numpy arrays per
+term plus a small append buffer, so nothing is rebuilt per query. The index is saved next to the store and
+loaded on start; a stale file only costs a diff, never a wrong answer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import re
 import threading
-import math
+import time
 import unicodedata
+from array import array
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
-from qa_service.store.base import ChunkRecord, Hit, Store, Where
+from qa_service.store.base import ChunkRecord, Hit, Store, Where, date_key
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +33,7 @@ STOPWORDS = frozenset(
     of on or she so than that the their them then there these they this to was were what when where which who
     whom whose why will with would you your""".split()
 )
-
-
+FORMAT = 1
 _stemmers = threading.local()
 
 
@@ -47,60 +54,281 @@ def tokenize(text: str) -> list[str]:
     return list(stemmer.stemWords(words))
 
 
+class _Codes:
+    """Small ints for repeated strings (doc ids, sources), so filters are one vectorised comparison."""
+
+    def __init__(self, values: list[str] | None = None) -> None:
+        self.values: list[str] = list(values or [])
+        self.index = {v: i for i, v in enumerate(self.values)}
+
+    def code(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        if value not in self.index:
+            self.index[value] = len(self.values)
+            self.values.append(value)
+        return self.index[value]
+
+
 class LexicalIndex:
-    def __init__(self, store: Store, *, k1: float = 0.9, b: float = 0.4) -> None:
+    def __init__(self, store: Store, *, k1: float = 0.9, b: float = 0.4, path: Path | None = None, compact_ratio: float = 0.3) -> None:
         self.store = store
         self.k1, self.b = k1, b
-        self._lock = threading.Lock()
+        self.path = path
+        self.compact_ratio = compact_ratio
+        self._lock = threading.RLock()
+        self._generation: str | None = None
         self._dirty = True
-        self._count = -1
-        self._bm25: object | None = None
-        self._chunks: list[ChunkRecord] = []
-        self._df: Counter[str] = Counter()
+        self._reset()
+        if path is not None:
+            self._load(path)
+
+    # state
+    def _reset(self) -> None:
+        self._ids: list[str] = []  # slot -> chunk id ("" once removed)
+        self._slot: dict[str, int] = {}
+        self._alive = np.zeros(0, dtype=bool)
+        self._length = np.zeros(0, dtype=np.float32)
+        self._doc = np.zeros(0, dtype=np.int32)
+        self._source = np.zeros(0, dtype=np.int32)
+        self._date = np.zeros(0, dtype=np.int32)
+        self._doc_codes, self._source_codes = _Codes(), _Codes()
+        self._main: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._buffer: dict[str, tuple[array[int], array[float]]] = {}
+        self._live = 0
+        self._total_length = 0.0
+
+    def __len__(self) -> int:
+        return self._live
 
     def mark_dirty(self) -> None:
+        """This process wrote: check the generation on the next query even if a cached token matched."""
         self._dirty = True
 
-    def _ensure(self) -> None:
-        with self._lock:
-            count = self.store.count_chunks()
-            if not self._dirty and count == self._count:
-                return
-            import bm25s
+    def _grow(self, n: int) -> None:
+        need = len(self._ids) + n
+        if need <= len(self._alive):
+            return
+        cap = max(need, int(len(self._alive) * 1.5) + 1024)
+        for name in ("_alive", "_length", "_doc", "_source", "_date"):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
 
-            logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on its logger at import
-            chunks = list(self.store.iter_chunks())
-            corpus = [tokenize(c.text) or ["\x00"] for c in chunks]
-            bm25 = bm25s.BM25(k1=self.k1, b=self.b)
-            if corpus:
-                bm25.index(corpus, show_progress=False)
-            df: Counter[str] = Counter()
-            for toks in corpus:
-                df.update(set(toks))
-            self._bm25, self._chunks, self._df = bm25, chunks, df
-            self._count, self._dirty = len(chunks), False
-            log.info("BM25 index built over %d chunks", len(chunks))
+    def _add(self, chunk: ChunkRecord) -> None:
+        tokens = tokenize(chunk.text)
+        slot = len(self._ids)
+        self._ids.append(chunk.chunk_id)
+        self._slot[chunk.chunk_id] = slot
+        self._alive[slot] = True
+        self._length[slot] = len(tokens)
+        self._doc[slot] = self._doc_codes.code(chunk.doc_id)
+        self._source[slot] = self._source_codes.code(chunk.source)
+        self._date[slot] = date_key(chunk.published_at) or -1
+        for term, tf in Counter(tokens).items():
+            slots, tfs = self._buffer.setdefault(term, (array("i"), array("f")))
+            slots.append(slot)
+            tfs.append(tf)
+        self._live += 1
+        self._total_length += len(tokens)
+
+    def _remove(self, chunk_id: str) -> None:
+        slot = self._slot.pop(chunk_id)
+        self._ids[slot] = ""
+        self._alive[slot] = False
+        self._live -= 1
+        self._total_length -= float(self._length[slot])
+
+    def _postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        buffered = self._buffer.pop(term, None)
+        main = self._main.get(term)
+        if buffered is not None:
+            slots = np.frombuffer(buffered[0], dtype=np.int32)
+            tfs = np.frombuffer(buffered[1], dtype=np.float32)
+            main = (np.concatenate([main[0], slots]), np.concatenate([main[1], tfs])) if main else (slots.copy(), tfs.copy())
+            self._main[term] = main
+        return main
+
+    def _compact(self) -> None:
+        """Drop tombstones: renumber live slots and rewrite every posting list."""
+        for term in list(self._buffer):
+            self._postings(term)
+        n = len(self._ids)
+        alive = self._alive[:n]
+        remap = np.full(n, -1, dtype=np.int32)
+        remap[alive] = np.arange(int(alive.sum()), dtype=np.int32)
+        main: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for term, (slots, tfs) in self._main.items():
+            keep = alive[slots]
+            if keep.any():
+                main[term] = (remap[slots[keep]], tfs[keep])
+        self._main = main
+        self._ids = [c for c in self._ids if c]
+        self._slot = {c: i for i, c in enumerate(self._ids)}
+        for name in ("_alive", "_length", "_doc", "_source", "_date"):
+            setattr(self, name, getattr(self, name)[:n][alive].copy())
+
+    # keeping in step with the store
+    def sync(self) -> bool:
+        """Apply the store's changes since the last look; True when anything changed."""
+        with self._lock:
+            generation = self.store.generation()
+            if generation == self._generation and not self._dirty:
+                return False
+            self._dirty = False
+            t0 = time.perf_counter()
+            current = self.store.chunk_ids()
+            known = set(self._slot)
+            now = set(current)
+            removed = known - now
+            added = [c for c in current if c not in known]
+            for chunk_id in removed:
+                self._remove(chunk_id)
+            self._grow(len(added))
+            for i in range(0, len(added), 5000):
+                for chunk in self.store.get_chunks(added[i : i + 5000]):
+                    self._add(chunk)
+            self._generation = generation
+            tombstones = len(self._ids) - self._live
+            if tombstones and tombstones > self.compact_ratio * len(self._ids):
+                self._compact()
+            changed = bool(added or removed)
+            if changed:
+                log.info("BM25: +%d -%d chunks (%d live) in %.2f s", len(added), len(removed), self._live, time.perf_counter() - t0)
+                if self.path is not None:
+                    self._save(self.path)
+            return changed
+
+    # queries
+    def _stats(self, term: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+        got = self._postings(term)
+        if got is None:
+            return None
+        slots, tfs = got
+        live = self._alive[slots]
+        df = int(live.sum())
+        if df == 0:
+            return None
+        idf = math.log(1 + (self._live - df + 0.5) / (df + 0.5))
+        return slots[live], tfs[live], idf
 
     def term_weights(self, terms: set[str]) -> dict[str, float]:
         """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight."""
-        self._ensure()
-        n = len(self._chunks)
-        return {t: math.log(1 + n / (1 + self._df.get(t, 0))) for t in terms}
+        self.sync()
+        with self._lock:
+            n = self._live
+            out: dict[str, float] = {}
+            for t in terms:
+                got = self._postings(t)
+                df = int(self._alive[got[0]].sum()) if got is not None else 0
+                out[t] = math.log(1 + n / (1 + df))
+            return out
+
+    def _mask(self, where: Where) -> np.ndarray | None:
+        n = len(self._ids)
+        mask = self._alive[:n].copy()
+        if where.empty:
+            return mask
+        if where.source is not None:
+            code = self._source_codes.index.get(where.source)
+            if code is None:
+                return None
+            mask &= self._source[:n] == code
+        if where.doc_id is not None:
+            code = self._doc_codes.index.get(where.doc_id)
+            if code is None:
+                return None
+            mask &= self._doc[:n] == code
+        if where.after is not None or where.before is not None:
+            dates = self._date[:n]
+            mask &= dates >= 0
+            if where.after is not None:
+                mask &= dates >= where.after
+            if where.before is not None:
+                mask &= dates <= where.before
+        return mask
 
     def query(self, text: str, k: int, where: Where) -> list[Hit]:
-        self._ensure()
-        tokens = tokenize(text)
-        if not tokens or not self._chunks or self._bm25 is None:
-            return []
-        vocab = getattr(self._bm25, "vocab_dict", {})
-        tokens = [t for t in tokens if t in vocab]
-        if not tokens:
-            return []
-        scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)  # type: ignore[attr-defined]
-        if not where.empty:
-            mask = np.fromiter((where.matches(c) for c in self._chunks), dtype=bool, count=len(self._chunks))
-            scores = np.where(mask, scores, 0.0)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top])]
-        return [Hit(self._chunks[i], float(scores[i])) for i in top if scores[i] > 0]
+        self.sync()
+        terms = tokenize(text)
+        with self._lock:
+            if not terms or not self._live:
+                return []
+            n = len(self._ids)
+            avg = self._total_length / self._live
+            scores = np.zeros(n, dtype=np.float32)
+            for term in terms:
+                got = self._stats(term)
+                if got is None:
+                    continue
+                slots, tfs, idf = got
+                norm = self.k1 * (1 - self.b + self.b * self._length[slots] / avg)
+                scores[slots] += idf * tfs * (self.k1 + 1) / (tfs + norm)
+            mask = self._mask(where)
+            if mask is None:
+                return []
+            scores[~mask] = 0.0
+            k = min(k, n)
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+            ids = [self._ids[i] for i in top]
+            score_of = {self._ids[i]: float(scores[i]) for i in top}
+        return [Hit(c, score_of[c.chunk_id]) for c in self.store.get_chunks(ids)]
+
+    # persistence
+    def _save(self, path: Path) -> None:
+        for term in list(self._buffer):
+            self._postings(term)
+        if len(self._ids) != self._live:
+            self._compact()
+        terms = list(self._main)
+        lengths = np.array([len(self._main[t][0]) for t in terms], dtype=np.int64)
+        n = len(self._ids)
+        header = {
+            "format": FORMAT,
+            "generation": self._generation,
+            "terms": terms,
+            "ids": self._ids,
+            "docs": self._doc_codes.values,
+            "sources": self._source_codes.values,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(
+                fh,
+                header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                slots=np.concatenate([self._main[t][0] for t in terms]) if terms else np.zeros(0, np.int32),
+                tfs=np.concatenate([self._main[t][1] for t in terms]) if terms else np.zeros(0, np.float32),
+                length=self._length[:n],
+                doc=self._doc[:n],
+                source=self._source[:n],
+                date=self._date[:n],
+            )
+        os.replace(tmp, path)
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(z["header"].tobytes())
+                if header.get("format") != FORMAT:
+                    return
+                offsets, slots, tfs = z["offsets"], z["slots"], z["tfs"]
+                self._main = {t: (slots[offsets[i] : offsets[i + 1]], tfs[offsets[i] : offsets[i + 1]]) for i, t in enumerate(header["terms"])}
+                self._length, self._doc, self._source, self._date = (z[k].copy() for k in ("length", "doc", "source", "date"))
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("BM25 index file %s unreadable (%s); rebuilding from the store", path, exc)
+            self._reset()
+            return
+        self._ids = list(header["ids"])
+        self._slot = {c: i for i, c in enumerate(self._ids)}
+        self._alive = np.ones(len(self._ids), dtype=bool)
+        self._doc_codes, self._source_codes = _Codes(header["docs"]), _Codes(header["sources"])
+        self._live = len(self._ids)
+        self._total_length = float(self._length.sum())
+        self._generation = header.get("generation")
+        log.info("BM25 index loaded from %s (%d chunks)", path, self._live)
