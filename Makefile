@@ -50,6 +50,8 @@ bench: install
 	$(PY) bench/ask_latency.py --models qwen2.5-coder-1.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m smollm2-135m-instruct-q4_1
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py --sizes 10000 100000
+	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json
+	$(PY) bench/memory.py
 	$(PY) bench/load.py --users 50 --duration 120
 
 clean:

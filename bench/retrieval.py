@@ -15,6 +15,8 @@ import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +34,29 @@ def dir_mb(path: Path) -> float:
 
 
 
+RESTART = """
+import json, sys, time
+from pathlib import Path
+from qa_service.config import Settings
+from qa_service.embedding import SentenceTransformerEmbedder
+from qa_service.service import QAService
+from qa_service.store.base import Where
+embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+t = time.perf_counter()
+svc = QAService(Settings(data_dir=Path(sys.argv[1]), collection="scale-news"), embedder=embedder, load_llm=False)
+opened = time.perf_counter() - t
+t = time.perf_counter()
+svc.retriever.search("Who led the talks?", 5, Where())
+print(json.dumps({"open_s": round(opened, 2), "first_hybrid_query_ms": round((time.perf_counter() - t) * 1000, 1)}))
+"""
+
+
+def restart(data_dir: Path) -> dict[str, float]:
+    """A fresh process on the same store: Chroma reopens its index, BM25 loads its file and diffs ids."""
+    out = subprocess.run([sys.executable, "-c", RESTART, str(data_dir)], capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -47,7 +72,7 @@ def main() -> None:
     from qa_service.embedding import SentenceTransformerEmbedder
     from qa_service.ingest.chunking import sentences
     from qa_service.service import QAService
-    from qa_service.store.base import ChunkRecord
+    from qa_service.store.base import ChunkRecord, Where
 
     corpus = [json.loads(line) for line in (SHARED / "corpus.jsonl").read_text().splitlines()]
     sents = sorted({d["text"][s:e].strip() for d in corpus for s, e in sentences(d["text"]) if len(d["text"][s:e].split()) >= 4})
@@ -76,6 +101,8 @@ def main() -> None:
                                      title=re.sub(r"\W+", " ", sents[pick[0]])[:60], source=rng.choice(["Wikinews", "Wire", "Gazette"]),
                                      url=None, published_at=f"20{rng.randint(10, 24)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}", content_hash="synthetic"))
             if len(batch) == 5000:
+                if i % 100_000 < 5000:
+                    print(f"  {i:,} chunks inserted, {time.perf_counter() - t:.0f} s", flush=True)
                 svc.store.upsert_chunks(batch, np.stack(vecs))
                 batch, vecs = [], []
         if batch:
@@ -99,6 +126,15 @@ def main() -> None:
             row["hybrid" if hybrid else "dense"] = {"p50_ms": pct(lat, 0.5, 2), "p95_ms": pct(lat, 0.95, 2), "first_query_ms": round(first_ms, 1)}
         row["rss_mb"] = round(proc.memory_info().rss / 2**20)
         row["disk_mb"] = dir_mb(tmp)
+        row["bm25_file_mb"] = dir_mb(tmp / "store" / "lexical")
+        # the BM25 side after a write and after a restart: a delta, and a load from disk, never a rebuild
+        extra = [ChunkRecord(chunk_id=f"late#{i:04d}", doc_id=f"late-{i // 4}", text=f"Late bulletin {i}: {sents[i]}", index=i % 4, start=0,
+                             end=0, title="Late bulletin", content_hash="synthetic") for i in range(100)]
+        svc.store.upsert_chunks(extra, sent_vecs[:100])
+        t = time.perf_counter()
+        svc.retriever.search("Late bulletin harbour", 5, Where())
+        row["hybrid_query_after_100_new_chunks_ms"] = round((time.perf_counter() - t) * 1000, 1)
+        row["restart"] = restart(tmp / "store")
         print(json.dumps(row))
         results.append(row)
         svc.close()

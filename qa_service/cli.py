@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,12 +75,12 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or directorie
     """Ingest .txt .md .json .jsonl .html files; unchanged documents are skipped."""
     from tqdm import tqdm
 
-    from qa_service.ingest.loaders import iter_files, load_paths
+    from qa_service.ingest.loaders import Loaded, iter_files, load_paths
 
     svc = _service(load_llm=False)
     files = list(iter_files(paths))
     with tqdm(total=len(files), unit="file", disable=as_json or len(files) < 2, file=sys.stderr) as bar:
-        def progress_files():  # type: ignore[no-untyped-def]
+        def progress_files() -> Iterator[Loaded]:
             for f in files:
                 yield from load_paths([f])
                 bar.update(1)

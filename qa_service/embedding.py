@@ -61,7 +61,8 @@ class SentenceTransformerEmbedder:
         self.name = model
         self._model = SentenceTransformer(resolve_embedder(model), device=device)
         self.batch_size = batch_size
-        self.dim = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else self._model.get_sentence_embedding_dimension())
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or 0)
         self._queries = _LRU(cache_size)
         self._sentences = _LRU(sentence_cache_size)
         self._lock = threading.Lock()

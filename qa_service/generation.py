@@ -139,16 +139,16 @@ def select_passages(
         if not picked:
             continue
         text = ""
-        spans: list[tuple[int, int]] = []
+        kept: list[tuple[int, int]] = []
         prev = -2
         for j in picked:
             s, e = per_hit[i][j]
-            if spans:  # the document's own spacing between neighbours, an ellipsis over a gap
-                text += text_of(i, spans[-1][1], s) if j == prev + 1 else " … "
+            if kept:  # the document's own spacing between neighbours, an ellipsis over a gap
+                text += text_of(i, kept[-1][1], s) if j == prev + 1 else " … "
             text += text_of(i, s, e)
-            spans.append((s, e))
+            kept.append((s, e))
             prev = j
-        passages.append(Passage(len(passages) + 1, h, text, spans))
+        passages.append(Passage(len(passages) + 1, h, text, kept))
     return passages
 
 

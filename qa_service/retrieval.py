@@ -10,7 +10,7 @@ import numpy as np
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
 from qa_service.schemas import Filters
-from qa_service.store.base import ChunkRecord, Hit, Where, date_key
+from qa_service.store.base import ChunkRecord, Where, date_key
 from qa_service.store.chroma import ChromaStore
 from qa_service.store.lexical import LexicalIndex
 
@@ -57,14 +57,14 @@ class Retriever:
             if h.embedding is not None:
                 embs[h.chunk.chunk_id] = h.embedding
         if use_hybrid:
-            lex: list[Hit] = self.lexical.query(query, n_cand, where)
-            for rank, h in enumerate(lex):
-                cid = h.chunk.chunk_id
+            for rank, (cid, _) in enumerate(self.lexical.query_ids(query, n_cand, where)):
                 fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank + 1)
-                chunks.setdefault(cid, h.chunk)
         order = sorted(fused, key=lambda c: -fused[c])
-        missing = [c for c in order[: k * 3] if c not in embs]
-        embs.update(self.store.get_embeddings(missing))
+        missing = [c for c in order[: k * 3] if c not in embs]  # lexical-only hits: one round trip for both
+        for hit in self.store.get_chunks_with_embeddings(missing):
+            chunks[hit.chunk.chunk_id] = hit.chunk
+            if hit.embedding is not None:
+                embs[hit.chunk.chunk_id] = hit.embedding
         out: list[Retrieved] = []
         seen_text: set[str] = set()
         for cid in order:

@@ -81,6 +81,7 @@ class QAService:
             return self._generator
 
     def close(self) -> None:
+        self.lexical.flush()
         if self._llm is not None:
             self._llm.close()
 

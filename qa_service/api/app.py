@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
                     ev = pending.pop()
                 else:
                     try:
-                        ev = await loop.run_in_executor(None, next, iterator, sentinel)
+                        ev = await loop.run_in_executor(None, next, iterator, sentinel)  # type: ignore[arg-type]
                     except QAError as exc:
                         yield {"event": "error", "data": json.dumps({"error": {"code": exc.code, "message": exc.message}})}
                         return

@@ -139,7 +139,7 @@ class IngestPipeline:
             for p in pending:
                 keep = {c.chunk_id for c in p.chunks}
                 stale.extend(cid for cid in current.get(p.article.doc_id, []) if cid not in keep)
-                report.items.append(IngestItem(origin=p.origin, doc_id=p.article.doc_id, status=p.status, chunks=len(p.chunks)))  # type: ignore[arg-type]
+                report.items.append(IngestItem(origin=p.origin, doc_id=p.article.doc_id, status=p.status, chunks=len(p.chunks)))
                 report.chunks_written += len(p.chunks)
                 if p.status == "added":
                     report.added += 1

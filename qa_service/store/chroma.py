@@ -142,11 +142,14 @@ class ChromaStore:
         }
         return [by_id[c] for c in chunk_ids if c in by_id]
 
-    def get_embeddings(self, chunk_ids: list[str]) -> dict[str, np.ndarray]:
+    def get_chunks_with_embeddings(self, chunk_ids: list[str]) -> list[Hit]:
         if not chunk_ids:
-            return {}
-        got = self.chunks.get(ids=chunk_ids, include=["embeddings"])
-        return {cid: np.asarray(e, dtype=np.float32) for cid, e in zip(got["ids"], got["embeddings"], strict=True)}
+            return []
+        got = self.chunks.get(ids=chunk_ids, include=["documents", "metadatas", "embeddings"])
+        return [
+            Hit(ChunkRecord.from_metadata(cid, text, meta), 0.0, np.asarray(emb, dtype=np.float32))
+            for cid, text, meta, emb in zip(got["ids"], got["documents"], got["metadatas"], got["embeddings"], strict=True)
+        ]
 
     def iter_chunks(self, batch: int = 5000) -> Iterator[ChunkRecord]:
         offset = 0

@@ -34,6 +34,7 @@ STOPWORDS = frozenset(
     whom whose why will with would you your""".split()
 )
 FORMAT = 1
+SAVE_FRACTION = 0.2  # save when this share of the index changed since the last save
 _stemmers = threading.local()
 
 
@@ -79,6 +80,7 @@ class LexicalIndex:
         self._lock = threading.RLock()
         self._generation: str | None = None
         self._dirty = True
+        self._unsaved = 0
         self._reset()
         if path is not None:
             self._load(path)
@@ -196,9 +198,17 @@ class LexicalIndex:
             changed = bool(added or removed)
             if changed:
                 log.info("BM25: +%d -%d chunks (%d live) in %.2f s", len(added), len(removed), self._live, time.perf_counter() - t0)
-                if self.path is not None:
-                    self._save(self.path)
+                self._unsaved += len(added) + len(removed)
+                if self._unsaved > SAVE_FRACTION * self._live:
+                    self.flush()  # a build or a large batch; small writes wait for flush() at shutdown
             return changed
+
+    def flush(self) -> None:
+        """Write the index file if it is behind (the service calls this on shutdown)."""
+        with self._lock:
+            if self.path is not None and self._unsaved:
+                self._save(self.path)
+                self._unsaved = 0
 
     # queries
     def _stats(self, term: str) -> tuple[np.ndarray, np.ndarray, float] | None:
@@ -250,6 +260,12 @@ class LexicalIndex:
         return mask
 
     def query(self, text: str, k: int, where: Where) -> list[Hit]:
+        scored = self.query_ids(text, k, where)
+        score_of = dict(scored)
+        return [Hit(c, score_of[c.chunk_id]) for c in self.store.get_chunks([c for c, _ in scored])]
+
+    def query_ids(self, text: str, k: int, where: Where) -> list[tuple[str, float]]:
+        """The k best chunk ids with their BM25 scores, best first (no store round trip)."""
         self.sync()
         terms = tokenize(text)
         with self._lock:
@@ -271,10 +287,7 @@ class LexicalIndex:
             scores[~mask] = 0.0
             k = min(k, n)
             top = np.argpartition(-scores, k - 1)[:k]
-            top = [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
-            ids = [self._ids[i] for i in top]
-            score_of = {self._ids[i]: float(scores[i]) for i in top}
-        return [Hit(c, score_of[c.chunk_id]) for c in self.store.get_chunks(ids)]
+            return [(self._ids[int(i)], float(scores[i])) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
 
     # persistence
     def _save(self, path: Path) -> None:
