@@ -75,8 +75,9 @@ def select_passages(
     """Trim the retrieved chunks to the sentences that best match the question (plus neighbours), within budget.
 
     Sentences compete across chunks on similarity, IDF-weighted word overlap (the question's names weigh more
-    than "name" or "first") and a small prior for the chunk's retrieval rank. A chunk none of whose sentences
-    wins a place is left out, so the model reads fewer distractors; every [n] still names a retrieved chunk.
+    than "name" or "first") and small bonuses for the chunk's retrieval rank and an article's lede. The two best
+    chunks always get their best sentence; any other chunk none of whose sentences wins a place is left out, so
+    the model reads fewer distractors. Every [n] still names a retrieved chunk.
     """
     if not hits:
         return []
@@ -97,7 +98,8 @@ def select_passages(
     q_terms = set(tokenize(question))
     weights = term_weights(q_terms) if term_weights else dict.fromkeys(q_terms, 1.0)
     total = sum(weights.values()) or 1.0
-    lex = np.array([sum(weights[t] for t in q_terms if _mentions(t, set(tokenize(x)))) / total for x in texts], dtype=np.float32)
+    words = [set(tokenize(x)) for x in texts]
+    lex = np.array([sum(weights[t] for t in q_terms if _mentions(t, w)) / total for w in words], dtype=np.float32)
     prior = np.array(
         [RANK_PRIOR / (1 + i) + (LEDE_BONUS if j == 0 and hits[i].chunk.start == 0 else 0.0) for i, j, _, _ in units], dtype=np.float32
     )

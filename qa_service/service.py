@@ -59,7 +59,7 @@ class QAService:
             self.store, k1=settings.bm25_k1, b=settings.bm25_b, path=settings.data_dir / "lexical" / f"{settings.collection}.npz"
         )
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
-        self.pipeline = IngestPipeline(self.store, self.embedder, settings, on_change=self.lexical.mark_dirty)
+        self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
         self.writer = WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():

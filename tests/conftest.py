@@ -35,6 +35,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Terminate a server the tests started; kill it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], what: str, log: Path | None = None, timeout: float = 60) -> None:
     """Poll url until it answers 200; kill the process and fail with its log if it never does."""
     deadline = time.monotonic() + timeout
@@ -80,11 +89,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/api/v2/heartbeat", proc, "chroma run", path / "server.log")
     yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
     log.close()
 
 

@@ -20,7 +20,7 @@ from qa_service.ingest.loaders import load_paths
 from qa_service.llm.openai_compat import OpenAICompatLLM
 from qa_service.service import QAService
 
-from .conftest import SEEDS, free_port, wait_until_up
+from .conftest import SEEDS, free_port, stop, wait_until_up
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,7 @@ def openai_server() -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     wait_until_up(f"{base}/health", proc, "xllamacpp server")
     yield f"{base}/v1"
-    proc.terminate()
-    proc.wait(10)
+    stop(proc)
 
 
 def test_openai_backend_streams_from_real_server(openai_server: str) -> None:

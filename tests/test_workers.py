@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port, wait_until_up
+from .conftest import free_port, stop, wait_until_up
 
 WORKERS = 2
 
@@ -50,11 +50,7 @@ def api(chroma_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 break
     assert len(seen) == WORKERS, f"only workers {seen} answered"
     yield url
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc, 20)
     log.close()
     text = Path(tmp / "serve.log").read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]

@@ -94,7 +94,6 @@ def run(
     svc = QAService(settings, load_llm=not search_only)
     if corpus:
         svc.store.reset()
-        svc.lexical.mark_dirty()
         t = time.perf_counter()
         report = svc.ingest(load_paths(corpus))
         ingest = {"documents": report.added, "failed": report.failed, "chunks": report.chunks_written, "seconds": round(time.perf_counter() - t, 1)}

@@ -30,11 +30,10 @@ class _Pending:
 
 
 class IngestPipeline:
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.settings = settings
-        self.on_change = on_change or (lambda: None)
         self.batch_chunks = max(settings.embedding_batch_size * 16, 256)
 
     def chunk(self, article: Article) -> list[ChunkRecord]:
@@ -69,7 +68,6 @@ class IngestPipeline:
         if orphans:
             self.store.delete_chunks(orphans)
         self.store.clear_pending()
-        self.on_change()
         return len(orphans)
 
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
@@ -148,7 +146,6 @@ class IngestPipeline:
             if stale:
                 self.store.delete_chunks(stale)
             self.store.clear_pending()
-            self.on_change()
         if skipped:
             report.unchanged += skipped
         if progress:
@@ -165,5 +162,4 @@ class IngestPipeline:
         if ids:
             self.store.delete_chunks(ids)
         self.store.clear_pending()
-        self.on_change()
         return True

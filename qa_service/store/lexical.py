@@ -79,7 +79,7 @@ class LexicalIndex:
         self.compact_ratio = compact_ratio
         self._lock = threading.RLock()
         self._generation: str | None = None
-        self._dirty = True
+        self._verified = False  # the first sync diffs ids even when a loaded file's generation matches
         self._unsaved = 0
         self._reset()
         if path is not None:
@@ -102,10 +102,6 @@ class LexicalIndex:
 
     def __len__(self) -> int:
         return self._live
-
-    def mark_dirty(self) -> None:
-        """This process wrote: check the generation on the next query even if a cached token matched."""
-        self._dirty = True
 
     def _grow(self, n: int) -> None:
         need = len(self._ids) + n
@@ -176,9 +172,9 @@ class LexicalIndex:
         """Apply the store's changes since the last look; True when anything changed."""
         with self._lock:
             generation = self.store.generation()
-            if generation == self._generation and not self._dirty:
+            if generation == self._generation and self._verified:
                 return False
-            self._dirty = False
+            self._verified = True
             t0 = time.perf_counter()
             current = self.store.chunk_ids()
             known = set(self._slot)
@@ -211,28 +207,26 @@ class LexicalIndex:
                 self._unsaved = 0
 
     # queries
-    def _stats(self, term: str) -> tuple[np.ndarray, np.ndarray, float] | None:
+    def _live_postings(self, term: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Slots and term frequencies of the live chunks holding term (df is their count)."""
         got = self._postings(term)
         if got is None:
             return None
-        slots, tfs = got
-        live = self._alive[slots]
-        df = int(live.sum())
-        if df == 0:
-            return None
-        idf = math.log(1 + (self._live - df + 0.5) / (df + 0.5))
-        return slots[live], tfs[live], idf
+        live = self._alive[got[0]]
+        return (got[0][live], got[1][live]) if live.any() else None
 
     def term_weights(self, terms: set[str]) -> dict[str, float]:
-        """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight."""
-        self.sync()
+        """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight.
+
+        Called right after a query, so it syncs only an index that has never synced: one store round trip per ask.
+        """
+        if self._generation is None:
+            self.sync()
         with self._lock:
-            n = self._live
             out: dict[str, float] = {}
             for t in terms:
-                got = self._postings(t)
-                df = int(self._alive[got[0]].sum()) if got is not None else 0
-                out[t] = math.log(1 + n / (1 + df))
+                got = self._live_postings(t)
+                out[t] = math.log(1 + self._live / (1 + (len(got[0]) if got else 0)))
             return out
 
     def _mask(self, where: Where) -> np.ndarray | None:
@@ -275,10 +269,12 @@ class LexicalIndex:
             avg = self._total_length / self._live
             scores = np.zeros(n, dtype=np.float32)
             for term in terms:
-                got = self._stats(term)
+                got = self._live_postings(term)
                 if got is None:
                     continue
-                slots, tfs, idf = got
+                slots, tfs = got
+                df = len(slots)
+                idf = math.log(1 + (self._live - df + 0.5) / (df + 0.5))
                 norm = self.k1 * (1 - self.b + self.b * self._length[slots] / avg)
                 scores[slots] += idf * tfs * (self.k1 + 1) / (tfs + norm)
             mask = self._mask(where)
