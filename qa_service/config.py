@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROMPTS = PACKAGE_DIR.parent / "prompts"
+DEFAULT_MODEL_CACHE = Path(os.path.expanduser("~/.cache/qa-service"))
 
 UNSAFE_KEYS = {"changeme", "change-me", "secret", "password", "test", "key", "apikey", "api-key", "xxx", "placeholder"}
 
@@ -28,6 +29,7 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     embedding_batch_size: int = Field(16, ge=1, le=1024, description="16 measured fastest on 2 CPU cores (less padding)")
     embedding_device: str = "cpu"
+    embedding_backend: Literal["onnx", "torch"] = Field("onnx", description="onnx: the model exported once to ONNX (faster on CPU)")
     chunk_size: int = Field(256, ge=16, le=4096, description="chunk size in cl100k tokens")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap in tokens")
 
@@ -48,14 +50,14 @@ class Settings(BaseSettings):
     # generation
     llm_backend: Literal["local", "openai"] = "local"
     llm_model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-    llm_context: int = Field(4096, ge=512)
+    llm_context: int = Field(2048, ge=512)
     llm_threads: int = Field(0, ge=0, description="0 = all cores")
     llm_slots: int = Field(1, ge=1, le=8, description="local engine slots: each keeps its own prompt prefix cached (answer, condense)")
     llm_max_tokens: int = Field(96, ge=8, le=2048)
     llm_timeout_s: float = Field(120.0, gt=0)
     llm_retries: int = Field(1, ge=0, le=5)
     context_tokens: int = Field(120, ge=64, description="token budget of the passages (with their labels) shown to the LLM")
-    model_cache_dir: Path = Path(os.path.expanduser("~/.cache/qa-service"))
+    model_cache_dir: Path = DEFAULT_MODEL_CACHE
     openai_base_url: str | None = None
     openai_api_key: str | None = None
     openai_model: str = "default"

@@ -18,7 +18,7 @@ from qa_service.generation import Generator, Passage, Prompts, select_passages
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
-from qa_service.retrieval import Retriever, where_from
+from qa_service.retrieval import Retrieved, Retriever, where_from
 from qa_service.schemas import (
     AskResponse,
     ChatMessage,
@@ -50,7 +50,11 @@ class QAService:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True) -> None:
         self.settings = settings
         self.embedder = embedder or SentenceTransformerEmbedder(
-            settings.embedding_model, batch_size=settings.embedding_batch_size, device=settings.embedding_device
+            settings.embedding_model,
+            batch_size=settings.embedding_batch_size,
+            device=settings.embedding_device,
+            backend=settings.embedding_backend,
+            cache_dir=settings.model_cache_dir,
         )
         self.store = ChromaStore(
             make_client(str(settings.data_dir), settings.chroma_url), settings.collection, write_batch=settings.write_batch_size
@@ -170,7 +174,7 @@ class QAService:
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""
-        if passages and max(h.similarity for h in hits) >= self.settings.min_similarity:
+        if passages and self._worth_asking(question, hits, passages):
             visible = _AnswerFilter()
             for delta in gen.stream(question, passages):
                 if first_token is None:
@@ -195,6 +199,13 @@ class QAService:
         if not raw:
             yield StreamEvent("token", resp.answer)
         yield StreamEvent("done", resp)
+
+    def _worth_asking(self, question: str, hits: list[Retrieved], passages: list[Passage]) -> bool:
+        """Call the LLM when a passage is close in meaning, or names everything the question names (an acronym
+        such as "ATSB" embeds poorly but matches exactly)."""
+        if max(h.similarity for h in hits) >= self.settings.min_similarity:
+            return True
+        return bool(cit.key_terms(question)) and not cit.missing_key_terms(question, " ".join(p.text for p in passages))
 
     def _finish(self, raw: str, passages: list[Passage], question: str) -> AskResponse:
         body, short = cit.split_output(raw)

@@ -26,6 +26,9 @@ def make_server(model_path: Path, *, n_ctx: int, threads: int, slots: int = 1, h
     p.cpuparams.n_threads = threads
     p.cpuparams_batch.n_threads = threads
     p.cache_prompt = True
+    # the slot's own KV cache already keeps the shared instruction prefix; llama-server's extra host-RAM prompt
+    # cache (8 GB by default) only grows the process with copies of past prompts
+    p.cache_ram_mib = 0
     p.warmup = False
     p.verbosity = -1
     if host is not None:

@@ -38,7 +38,7 @@ SAVE_FRACTION = 0.2  # save when this share of the index changed since the last 
 _stemmers = threading.local()
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower-case and strip accents, so a question typed as "Garzon" matches "Garzón"."""
     decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
@@ -51,7 +51,7 @@ def tokenize(text: str) -> list[str]:
         import Stemmer
 
         stemmer = _stemmers.english = Stemmer.Stemmer("english")
-    words = [t for t in _TOKEN.findall(_fold(text)) if t not in STOPWORDS and len(t) > 1]
+    words = [t for t in _TOKEN.findall(fold(text)) if t not in STOPWORDS and len(t) > 1]
     return list(stemmer.stemWords(words))
 
 
