@@ -29,6 +29,11 @@ def art(doc_id: str, text: str, **kw: str) -> Loaded:
     return Loaded(doc_id, Article(id=doc_id, title=kw.pop("title", doc_id), text=text, **kw))
 
 
+def test_empty_store_searches_return_nothing(svc: QAService) -> None:
+    assert svc.search("anything at all", 5) == []
+    assert svc.search("anything at all", 5, Filters(source="Lusa")) == []
+
+
 def test_ingest_reingest_update_delete(svc: QAService) -> None:
     first = svc.ingest(load_paths([SEEDS]))
     assert first.failed == 0 and first.added == 9 and first.chunks_written > 9

@@ -114,12 +114,10 @@ class ChromaStore:
         return list(got["ids"])
 
     def query(self, embedding: np.ndarray, k: int, where: Where) -> list[Hit]:
-        n = self.chunks.count()
-        if n == 0:
-            return []
+        # no count() first: Chroma returns fewer than k when it holds fewer, and the count cost a round trip per query
         res = self.chunks.query(
             query_embeddings=[np.asarray(embedding, dtype=np.float32)],
-            n_results=min(k, n),
+            n_results=k,
             where=_where(where),
             include=["documents", "metadatas", "distances", "embeddings"],
         )
