@@ -48,6 +48,7 @@ eval-dev: install
 bench: install
 	$(PIP) install -q --no-deps langchain-chroma==1.1.0 langchain-huggingface==1.2.3
 	$(PY) bench/ask_latency.py --models qwen2.5-coder-1.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m smollm2-135m-instruct-q4_1
+	$(PY) bench/encoder.py
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py --sizes 10000 100000
 	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json

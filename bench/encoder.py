@@ -37,7 +37,10 @@ def main() -> None:
 
     s = Settings()
     items = [i for i in load_paths([SHARED / "corpus.jsonl"]) if i.article]
-    engines = {b: SentenceTransformerEmbedder(s.embedding_model, batch_size=s.embedding_batch_size, backend=b, cache_dir=s.model_cache_dir) for b in ("torch", "onnx")}  # type: ignore[arg-type]
+    engines = {
+        b: SentenceTransformerEmbedder(s.embedding_model, batch_size=s.embedding_batch_size, backend=b, bulk_threshold=0, cache_dir=s.model_cache_dir)  # type: ignore[arg-type]
+        for b in ("torch", "onnx")
+    }
     pipeline = IngestPipeline(ChromaStore(make_client(tempfile.mkdtemp(prefix="qa-encoder-"), None), "probe"), engines["torch"], s)
     texts = [c.text for i in items for c in pipeline.chunk(i.article)][: args.chunks]
     questions = [json.loads(line)["question"] for line in (SHARED / "dev.jsonl").read_text().splitlines()][: args.queries]

@@ -1,7 +1,8 @@
 """Embedder protocol and the sentence-transformers implementation (packaged model, offline).
 
-The transformer runs either through torch or, by default, exported once to ONNX and run by onnxruntime: on these
-2 cores a single query embeds several times faster that way (bench/encoder.py), with the same vectors.
+By default the transformer is exported once to ONNX and queries and passage sentences run on onnxruntime (3x
+faster for a single query on these 2 cores, same vectors; bench/encoder.py); ingest-sized batches run through
+torch, which is faster on long chunks and is only loaded when such a batch comes.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def onnx_compatible(model_dir: Path) -> bool:
 
 class _OnnxTransformer:
     """The exported transformer plus mean pooling and normalisation, with the model's own fast tokenizer: neither
-    torch nor sentence-transformers is imported, which keeps a few hundred MB out of the server."""
+    torch nor sentence-transformers is imported, which keeps ~330 MB out of a server that only answers."""
 
     def __init__(self, path: Path, model_dir: Path, threads: int) -> None:
         import onnxruntime as ort
@@ -180,6 +181,7 @@ class SentenceTransformerEmbedder:
         backend: Literal["onnx", "torch"] = "onnx",
         cache_dir: Path | None = None,
         threads: int = 2,
+        bulk_threshold: int = 128,
         cache_size: int = 2048,
         sentence_cache_size: int = 50_000,
     ) -> None:
@@ -188,7 +190,10 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         self.name = model
         self.batch_size = batch_size
+        self.bulk_threshold = bulk_threshold
+        self._device = device
         model_dir = Path(resolve_embedder(model))
+        self._model_dir = model_dir
         use_onnx = backend == "onnx" and device == "cpu" and model_dir.is_dir() and onnx_compatible(model_dir)
         self.backend = "onnx" if use_onnx else "torch"
         self._onnx: _OnnxTransformer | None = None
@@ -211,8 +216,12 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:  # both engines are parallel inside; concurrent encodes only thrash the 2 cores
-            if self._onnx is not None:
+            if self._onnx is not None and not (self.bulk_threshold and len(texts) >= self.bulk_threshold):
                 return self._onnx.encode(texts, self.batch_size)
+            if self._model is None:
+                # an ingest batch: torch encodes long chunks faster than onnxruntime on a quiet CPU (bench/encoder.py),
+                # so it is loaded the first time one comes; queries and passage sentences stay on ONNX
+                self._model = _load_sentence_transformer(str(self._model_dir), self._device)
             out = self._model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )

@@ -54,6 +54,7 @@ class QAService:
             batch_size=settings.embedding_batch_size,
             device=settings.embedding_device,
             backend=settings.embedding_backend,
+            bulk_threshold=settings.embedding_bulk_threshold,
             cache_dir=settings.model_cache_dir,
         )
         self.store = ChromaStore(

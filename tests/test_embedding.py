@@ -33,6 +33,12 @@ def test_onnx_export_matches_torch_vectors(tmp_path: Path, embedder: SentenceTra
     assert np.allclose(onnx.embed(TEXTS[::-1]), a[::-1], atol=1e-5)
     assert np.allclose(onnx.embed_query(TEXTS[0]), a[0], atol=1e-5)
     assert onnx.embed([]).shape == (0, 384)
+    # an ingest-sized batch goes through torch (loaded on first need) and lands on the same vectors
+    bulk = [f"{t} (copy {i})" for i in range(40) for t in TEXTS[:3]]
+    onnx.bulk_threshold = 100
+    via_torch = onnx.embed(bulk)
+    onnx.bulk_threshold = 0
+    assert (via_torch * onnx.embed(bulk)).sum(axis=1).min() > 0.9999
 
 
 def test_onnx_path_imports_neither_torch_nor_sentence_transformers(embedder: SentenceTransformerEmbedder) -> None:
