@@ -103,6 +103,7 @@ def export_onnx(st_model: Any, path: Path) -> Path:
             opset_version=17,
             dynamo=False,
         )
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from other users of a shared cache
     os.replace(tmp, path)  # never leave a half-written model where the next start would load it
     return path
 
