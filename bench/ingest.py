@@ -30,20 +30,14 @@ def main() -> None:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
     from qa_service.config import Settings
-    from qa_service.embedding import SentenceTransformerEmbedder
+    from qa_service.embedding import SentenceTransformerEmbedder, make_embedder
     from qa_service.ingest.loaders import load_paths
     from qa_service.ingest.pipeline import IngestPipeline
     from qa_service.models import resolve_embedder
     from qa_service.store.chroma import ChromaStore, make_client
 
     settings = Settings()
-    embedder = SentenceTransformerEmbedder(
-        settings.embedding_model,
-        batch_size=settings.embedding_batch_size,
-        backend=settings.embedding_backend,
-        bulk_threshold=settings.embedding_bulk_threshold,
-        cache_dir=settings.model_cache_dir,
-    )
+    embedder = make_embedder(settings)
     torch_encoder = SentenceTransformerEmbedder(settings.embedding_model, batch_size=settings.embedding_batch_size, backend="torch")
     items = list(load_paths([args.corpus]))
     docs = len([i for i in items if i.article])

@@ -246,12 +246,11 @@ app.add_typer(models_app, name="models")
 def models_prepare() -> None:
     """Assemble and verify the packaged GGUF models and export the encoder to ONNX (run by make install, so the
     first start is not slowed)."""
-    from qa_service.embedding import SentenceTransformerEmbedder, onnx_path
+    from qa_service.embedding import make_embedder, onnx_path
     from qa_service.models import GGUF_MODELS, resolve_gguf
 
     s = settings()
-    if s.embedding_backend == "onnx":
-        SentenceTransformerEmbedder(s.embedding_model, backend="onnx", cache_dir=s.model_cache_dir)
+    if make_embedder(s).backend == "onnx":  # exports the model when the cache does not hold it yet
         typer.echo(f"{s.embedding_model}: {onnx_path(s.embedding_model, s.model_cache_dir)}")
     for name in GGUF_MODELS:
         try:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from qa_service.config import DEFAULT_MODEL_CACHE, Settings
 from qa_service.models import resolve_embedder
 
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -34,8 +35,6 @@ class Embedder(Protocol):
 
 
 def onnx_path(model: str, cache_dir: Path | None) -> Path:
-    from qa_service.config import DEFAULT_MODEL_CACHE
-
     return (cache_dir or DEFAULT_MODEL_CACHE) / "onnx" / f"{Path(model).name}.onnx"
 
 
@@ -91,18 +90,22 @@ def export_onnx(st_model: Any, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
     axes = {name: {0: "batch", 1: "tokens"} for name in (*inputs, "last_hidden_state")}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on shapes it fixes; the axes above stay dynamic
-        torch.onnx.export(
-            LastHidden(st_model[0].auto_model.eval()),
-            tuple(sample[name] for name in inputs),
-            tmp,
-            input_names=inputs,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on shapes it fixes; the axes above stay dynamic
+            torch.onnx.export(
+                LastHidden(st_model[0].auto_model.eval()),
+                tuple(sample[name] for name in inputs),
+                tmp,
+                input_names=inputs,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+    except BaseException:
+        os.unlink(tmp)
+        raise
     os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from other users of a shared cache
     os.replace(tmp, path)  # never leave a half-written model where the next start would load it
     return path
@@ -157,7 +160,7 @@ class _OnnxTransformer:
             idx = order[i : i + batch_size]
             encs = self._tokenizer.encode_batch([texts[j] for j in idx])
             width = max(len(e.ids) for e in encs)
-            feed = {name: np.zeros((len(encs), width), dtype=np.int64) for name in ("input_ids", "attention_mask", "token_type_ids")}
+            feed = {name: np.zeros((len(encs), width), dtype=np.int64) for name in _ONNX_INPUTS}
             for row, e in enumerate(encs):
                 n = len(e.ids)
                 feed["input_ids"][row, :n] = e.ids
@@ -245,3 +248,15 @@ class SentenceTransformerEmbedder:
             known[t] = v
             self._sentences.put(t, v)
         return np.stack([known[t] for t in texts])
+
+
+def make_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    """The configured encoder, as the service, `models prepare` and the ingest benchmark build it."""
+    return SentenceTransformerEmbedder(
+        settings.embedding_model,
+        batch_size=settings.embedding_batch_size,
+        device=settings.embedding_device,
+        backend=settings.embedding_backend,
+        bulk_threshold=settings.embedding_bulk_threshold,
+        cache_dir=settings.model_cache_dir,
+    )

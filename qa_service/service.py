@@ -12,7 +12,7 @@ from typing import Any
 
 from qa_service import citations as cit
 from qa_service.config import Settings
-from qa_service.embedding import Embedder, SentenceTransformerEmbedder
+from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotFound
 from qa_service.generation import Generator, Passage, Prompts, select_passages
 from qa_service.ingest.loaders import Loaded
@@ -49,14 +49,7 @@ class StreamEvent:
 class QAService:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True) -> None:
         self.settings = settings
-        self.embedder = embedder or SentenceTransformerEmbedder(
-            settings.embedding_model,
-            batch_size=settings.embedding_batch_size,
-            device=settings.embedding_device,
-            backend=settings.embedding_backend,
-            bulk_threshold=settings.embedding_bulk_threshold,
-            cache_dir=settings.model_cache_dir,
-        )
+        self.embedder = embedder or make_embedder(settings)
         self.store = ChromaStore(
             make_client(str(settings.data_dir), settings.chroma_url), settings.collection, write_batch=settings.write_batch_size
         )
