@@ -1,6 +1,6 @@
-"""The encoder through torch (sentence-transformers `encode`) and through onnxruntime (the exported model that
-qa-service uses by default), on the same texts in one run: chunk batches, single queries, and how close the
-vectors are.
+"""The encoder through torch (sentence-transformers `encode`) and through onnxruntime (the exported model, fp32 and
+int8 — the one qa-service uses by default), on the same texts in one run: chunk batches, single queries, and how
+close the vectors are to torch's.
 
     python bench/encoder.py --out bench/results/encoder.json
 """
@@ -39,7 +39,7 @@ def main() -> None:
     items = [i for i in load_paths([SHARED / "corpus.jsonl"]) if i.article]
     engines = {
         b: SentenceTransformerEmbedder(s.embedding_model, batch_size=s.embedding_batch_size, backend=b, bulk_threshold=0, cache_dir=s.model_cache_dir)  # type: ignore[arg-type]
-        for b in ("torch", "onnx")
+        for b in ("torch", "onnx", "onnx-int8")
     }
     pipeline = IngestPipeline(ChromaStore(make_client(tempfile.mkdtemp(prefix="qa-encoder-"), None), "probe"), engines["torch"], s)
     texts = [c.text for i in items for c in pipeline.chunk(i.article)][: args.chunks]
@@ -60,12 +60,16 @@ def main() -> None:
             if rnd == 1:
                 out[name] = {"chunks_per_s": round(len(texts) / batch_s, 1), "query_p50_ms": pct(lat, 0.5, 2), "query_p95_ms": pct(lat, 0.95, 2)}
                 print(name, out[name], flush=True)
-    torch_row, onnx_row = out["torch"], out["onnx"]
-    assert isinstance(torch_row, dict) and isinstance(onnx_row, dict)
-    out["onnx_vs_torch_chunks"] = round(onnx_row["chunks_per_s"] / torch_row["chunks_per_s"], 2)
-    out["onnx_vs_torch_query_p50"] = round(torch_row["query_p50_ms"] / onnx_row["query_p50_ms"], 2)
-    out["min_cosine_chunks"] = round(float((vecs["torch"][0] * vecs["onnx"][0]).sum(axis=1).min()), 6)
-    out["min_cosine_queries"] = round(float((vecs["torch"][1] * vecs["onnx"][1]).sum(axis=1).min()), 6)
+    torch_row = out["torch"]
+    assert isinstance(torch_row, dict)
+    for name in ("onnx", "onnx-int8"):
+        row = out[name]
+        assert isinstance(row, dict)
+        row["chunks_vs_torch"] = round(row["chunks_per_s"] / torch_row["chunks_per_s"], 2)
+        row["query_p50_vs_torch"] = round(torch_row["query_p50_ms"] / row["query_p50_ms"], 2)
+        for i, what in enumerate(("chunks", "queries")):
+            cos = (vecs["torch"][i] * vecs[name][i]).sum(axis=1)
+            row[f"cosine_to_torch_{what}"] = {"min": round(float(cos.min()), 6), "mean": round(float(cos.mean()), 6)}
     print(json.dumps(out, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")

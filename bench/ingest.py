@@ -1,7 +1,7 @@
 """Ingest throughput, three ways on the same corpus in one run (so machine noise cancels):
 
 1. the encoder ceiling: sentence-transformers `encode` (torch) on exactly the chunk texts qa-service produces, and
-   qa-service's own encoder (onnxruntime by default) on the same texts;
+   qa-service's own encoder (int8 onnxruntime by default) on the same texts;
 2. qa-service's pipeline (parse -> chunk -> embed -> Chroma, content hashes, document records);
 3. a naive LangChain pipeline: RecursiveCharacterTextSplitter + HuggingFaceEmbeddings + Chroma.from_documents.
 
@@ -58,7 +58,8 @@ def main() -> None:
             "seconds": round(ceiling, 2), "chunks": len(texts), "chunks_per_s": round(len(texts) / ceiling, 1), "docs_per_s": round(docs / ceiling, 1),
         }
         results["default_encoder"] = {
-            "what": f"qa-service's encoder alone, as configured ({settings.embedding_backend}; batches of {settings.embedding_bulk_threshold}+ via torch)",
+            "what": f"qa-service's encoder alone, as configured ({embedder.backend}"
+            + (f"; batches of {embedder.bulk_threshold}+ via torch)" if embedder.bulk_threshold else ")"),
             "seconds": round(timed["default"], 2), "chunks_per_s": round(len(texts) / timed["default"], 1),
         }
 

@@ -250,8 +250,9 @@ def models_prepare() -> None:
     from qa_service.models import GGUF_MODELS, resolve_gguf
 
     s = settings()
-    if make_embedder(s).backend == "onnx":  # exports the model when the cache does not hold it yet
-        typer.echo(f"{s.embedding_model}: {onnx_path(s.embedding_model, s.model_cache_dir)}")
+    backend = make_embedder(s).backend  # exports (and quantises) the model when the cache does not hold it yet
+    if backend != "torch":
+        typer.echo(f"{s.embedding_model}: {onnx_path(s.embedding_model, s.model_cache_dir, int8=backend == 'onnx-int8')}")
     for name in GGUF_MODELS:
         try:
             path = resolve_gguf(name, s.model_cache_dir)

@@ -1,4 +1,5 @@
-"""The ONNX encoder (the default) against sentence-transformers' own torch path, on the real packaged model."""
+"""The ONNX encoders (int8, the default, and fp32) against sentence-transformers' own torch path, on the real
+packaged model."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ TEXTS = [
 ]
 
 
-def test_onnx_export_matches_torch_vectors(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    assert embedder.backend == "onnx"
+def test_onnx_export_matches_torch_vectors(tmp_path: Path) -> None:
     onnx = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx", cache_dir=tmp_path)  # exports into tmp_path
     exported = onnx_path("all-MiniLM-L6-v2", tmp_path)
     assert exported.stat().st_size > 50_000_000
@@ -40,12 +40,40 @@ def test_onnx_export_matches_torch_vectors(tmp_path: Path, embedder: SentenceTra
     onnx.bulk_threshold = 0
     assert (via_torch * onnx.embed(bulk)).sum(axis=1).min() > 0.9999
 
+    # int8: quantised from the fp32 export, close to the torch vectors, and it keeps ingest batches to itself
+    int8 = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx-int8", cache_dir=tmp_path)
+    quantised = onnx_path("all-MiniLM-L6-v2", tmp_path, int8=True)
+    assert int8.backend == "onnx-int8" and quantised.stat().st_size < 0.7 * exported.stat().st_size  # the word-embedding table stays fp32
+    assert not list(exported.parent.glob("*.tmp"))
+    c = (int8.embed(TEXTS) * b).sum(axis=1)
+    assert c.min() > 0.97 and c.mean() > 0.98, c
+    q = int8.embed(bulk)
+    assert int8._model is None and (q * via_torch).sum(axis=1).mean() > 0.98  # noqa: SLF001 - torch never loaded
+
+
+def test_int8_ranks_like_fp32(embedder: SentenceTransformerEmbedder) -> None:
+    """Quantisation moves vectors a little; what matters is that the passage a question needs still ranks first."""
+    assert embedder.backend == "onnx-int8"
+    fp32 = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx")
+    passages = [
+        "Russia has agreed to facilitate communication between the US and Iran, the Kremlin said.",
+        "Heavy rain flooded the centre of Lisbon on Monday, the city's mayor said.",
+        "The central bank raised interest rates by half a point to curb inflation.",
+        "Úrsula Pueyo won the 200 metres final with a time of 20.32 seconds.",
+        "The film festival opened with a documentary about coral reefs.",
+    ]
+    questions = ["Who will help the US and Iran talk?", "Where did the floods happen?", "Why were rates raised?",
+                 "What was the winning time in the 200 metres?", "What film opened the festival?"]
+    for enc in (embedder, fp32):
+        scores = enc.embed(questions) @ enc.embed(passages).T
+        assert list(scores.argmax(axis=1)) == list(range(len(questions)))
+
 
 def test_onnx_path_imports_neither_torch_nor_sentence_transformers(embedder: SentenceTransformerEmbedder) -> None:
     """The point of the ONNX path on a server: a few hundred MB of torch stay out of the process."""
     code = (
         "import sys; from qa_service.embedding import SentenceTransformerEmbedder as E; "
-        "e = E('all-MiniLM-L6-v2'); assert e.backend == 'onnx' and e.embed(['a sentence']).shape == (1, 384); "
+        "e = E('all-MiniLM-L6-v2', backend='onnx-int8'); assert e.backend == 'onnx-int8' and e.embed(['a sentence']).shape == (1, 384); "
         "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)

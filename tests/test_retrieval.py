@@ -161,3 +161,41 @@ def test_bm25_of_another_process_sees_writes(chroma_server: str, tmp_path: Path,
     writer.ingest([Loaded("skiing", Article(id="skiing", title="skiing", text="Pueyo withdrew from the slalom in Zermatt."))])
     assert reader.lexical.query("Carpanedo", 3, Where()) == []
     assert reader.lexical.query("Zermatt", 3, Where())[0].chunk.doc_id == "skiing"
+
+
+def test_bm25_follows_the_change_log_without_listing_ids(tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first build a reader applies only the logged entries, also across a restart; a write the log
+    never saw (a crash between a write and its entry) is caught by the count check on load."""
+    s = Settings(data_dir=tmp_path / "store")
+    writer = QAService(s, embedder=embedder, load_llm=False)
+    writer.ingest([Loaded(k, Article(id=k, title=k, text=v)) for k, v in DOCS.items()])
+    reader = QAService(s, embedder=embedder, load_llm=False)
+    assert reader.lexical.query("Araghchi", 3, Where())[0].chunk.doc_id == "talks"  # first build: a full comparison
+    listed: list[int] = []
+    real = type(writer.store).chunk_ids
+
+    def counting(self, batch: int = 20_000):  # type: ignore[no-untyped-def]
+        listed.append(1)
+        return real(self, batch)
+
+    monkeypatch.setattr(type(writer.store), "chunk_ids", counting)
+    writer.ingest([Loaded("talks", Article(id="talks", title="talks", text="Envoys met in Muscat to discuss sanctions relief."))])
+    writer.delete("games")
+    assert reader.lexical.query("Araghchi", 3, Where()) == []
+    assert reader.lexical.query("Muscat envoys", 3, Where())[0].chunk.doc_id == "talks"
+    assert reader.lexical.query("Garzon", 3, Where()) == []
+    assert len(reader.lexical) == writer.store.count_chunks()
+    reader.close()  # saves the index file at the current generation
+    writer.ingest([Loaded("late", Article(id="late", title="late", text="A late bulletin from the harbour at Setubal."))])
+    restarted = QAService(s, embedder=embedder, load_llm=False)
+    assert restarted.lexical.query("Setubal harbour", 3, Where())[0].chunk.doc_id == "late"
+    assert listed == [], "the log was enough: no reader listed every chunk id"
+
+    # a chunk written behind the log's back: the count on the next load disagrees, so ids are compared
+    restarted.close()
+    ghost = writer.store.get_chunks(writer.store.chunk_ids_of("late"))[0]
+    writer.store.chunks.upsert(ids=["ghost#1"], embeddings=[embedder.embed_query("x").tolist()], documents=["Zanzibar ferry timetable"],
+                               metadatas=[{**ghost.metadata(), "doc_id": "ghost"}])
+    again = QAService(s, embedder=embedder, load_llm=False)
+    assert again.lexical.query("Zanzibar ferry", 3, Where())[0].chunk.chunk_id == "ghost#1"
+    assert listed == [1]

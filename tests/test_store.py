@@ -91,3 +91,38 @@ def test_listing_pages(svc: QAService) -> None:
     assert page1.total == 9 and len(page1.documents) == 4 and len(page2.documents) == 5
     ids = [d.doc_id for d in page1.documents + page2.documents]
     assert len(set(ids)) == 9 and SEED_DOC in ids
+
+
+def test_change_log_numbers_writes_and_prunes(svc: QAService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk write is one numbered entry (additions after the write, removals before it); readers that fall
+    behind the kept window, or a reset collection, get None and compare ids instead."""
+    from qa_service.store.base import log_position
+
+    store = svc.store
+    assert store.generation() == "" and log_position(store.generation()) is None
+    svc.ingest([art("a", "Envoys met in Muscat on Sunday."), art("b", "Rain flooded Lisbon.")])
+    first = log_position(store.generation())
+    assert first is not None
+    seq, epoch = first
+    ids_a = store.chunk_ids_of("a")
+    svc.delete("a")
+    after = log_position(store.generation())
+    assert after == (seq + 1, epoch)
+    entries = store.changes(0, seq + 1)
+    assert entries is not None and len(entries) == seq + 1
+    assert entries[-1] == ([], ids_a)
+    assert set(ids_a) <= {c for added, _ in entries for c in added}
+    assert store.changes(seq + 1, seq + 1) == []
+
+    monkeypatch.setattr("qa_service.store.chroma.LOG_KEEP", 2)
+    for i in range(3):
+        svc.ingest([art("b", f"Rain flooded Lisbon, day {i}.")])  # an edit: new chunks logged, old ones logged gone
+    latest = log_position(store.generation())
+    assert latest is not None and latest[1] == epoch
+    assert store.changes(latest[0] - 2, latest[0]) is not None
+    assert store.changes(0, latest[0]) is None  # pruned
+
+    store.reset()
+    svc.ingest([art("c", "A new ship was named.")])
+    restarted = log_position(store.generation())
+    assert restarted is not None and restarted[1] != epoch

@@ -107,6 +107,13 @@ class Where:
         return self == Where()
 
 
+def log_position(generation: str | None) -> tuple[int, str] | None:
+    """The change-log entry a generation token ("<seq>:<epoch>") names; None for older tokens. The epoch is new
+    whenever the log starts over (a reset collection), so a number is only compared within one log."""
+    head, sep, epoch = (generation or "").partition(":")
+    return (int(head), epoch) if sep and head.isdigit() and epoch else None
+
+
 def date_key(value: str | None) -> int | None:
     """An ISO date or datetime as YYYYMMDD, so Chroma can filter on it numerically."""
     if not value:
@@ -139,6 +146,8 @@ class Store(Protocol):
     def chunk_ids(self, batch: int = 20_000) -> list[str]: ...
 
     def generation(self) -> str: ...
+
+    def changes(self, since: int, until: int) -> list[tuple[list[str], list[str]]] | None: ...
 
     def put_document(self, doc: DocRecord) -> None: ...
 

@@ -1,8 +1,9 @@
 """BM25 over the chunk texts: incremental, persistent, and kept in step with the store by any process.
 
 The store's generation token changes with every chunk write. When it differs from the one this index last saw,
-the index diffs chunk ids (they carry a content hash, so an edited article has new ids) and tokenizes only the
-chunks that are new; removed ones become tombstones until the next compaction. Postings are numpy arrays per
+the index reads the store's change log from its own position on and tokenizes only the chunks that are new;
+removed ones become tombstones until the next compaction. When the log cannot say (an index file from another
+epoch, a reader too far behind, a count that disagrees after a load), it compares all chunk ids instead. Postings are numpy arrays per
 term plus a small append buffer, so nothing is rebuilt per query. The index is saved next to the store and
 loaded on start; a stale file only costs a diff, never a wrong answer.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qa_service.store.base import ChunkRecord, Hit, Store, Where, date_key
+from qa_service.store.base import ChunkRecord, Hit, Store, Where, date_key, log_position
 
 log = logging.getLogger(__name__)
 
@@ -174,30 +175,62 @@ class LexicalIndex:
             generation = self.store.generation()
             if generation == self._generation and self._verified:
                 return False
-            self._verified = True
             t0 = time.perf_counter()
-            current = self.store.chunk_ids()
-            known = set(self._slot)
-            now = set(current)
-            removed = known - now
-            added = [c for c in current if c not in known]
-            for chunk_id in removed:
-                self._remove(chunk_id)
-            self._grow(len(added))
-            for i in range(0, len(added), 5000):
-                for chunk in self.store.get_chunks(added[i : i + 5000]):
-                    self._add(chunk)
+            n_added = n_removed = 0
+            how = "log"
+            delta = self._logged_changes(generation)
+            if delta is not None:
+                n_added, n_removed = self._apply(*delta)
+                if not self._verified and self._live != self.store.count_chunks():
+                    delta = None  # a loaded file, or the first look: the count shows writes the log never saw
+            if delta is None:
+                how = "full comparison"
+                current = self.store.chunk_ids()
+                now = set(current)
+                a, r = self._apply([c for c in current if c not in self._slot], [c for c in self._slot if c not in now])
+                n_added, n_removed = n_added + a, n_removed + r
+            self._verified = True
             self._generation = generation
             tombstones = len(self._ids) - self._live
             if tombstones and tombstones > self.compact_ratio * len(self._ids):
                 self._compact()
-            changed = bool(added or removed)
+            changed = bool(n_added or n_removed)
             if changed:
-                log.info("BM25: +%d -%d chunks (%d live) in %.2f s", len(added), len(removed), self._live, time.perf_counter() - t0)
-                self._unsaved += len(added) + len(removed)
+                log.info("BM25 (%s): +%d -%d chunks (%d live) in %.2f s", how, n_added, n_removed, self._live, time.perf_counter() - t0)
+                self._unsaved += n_added + n_removed
                 if self._unsaved > SAVE_FRACTION * self._live:
                     self.flush()  # a build or a large batch; small writes wait for flush() at shutdown
             return changed
+
+    def _logged_changes(self, generation: str) -> tuple[list[str], list[str]] | None:
+        """What the store's change log says happened since this index's generation; None when it cannot say."""
+        mine, theirs = log_position(self._generation), log_position(generation)
+        if mine is None or theirs is None or mine[1] != theirs[1] or theirs[0] < mine[0]:
+            return None
+        entries = self.store.changes(mine[0], theirs[0])
+        if entries is None:
+            return None
+        final: dict[str, bool] = {}  # chunk id -> present after the last entry naming it
+        for added, removed in entries:
+            final.update(dict.fromkeys(removed, False))
+            final.update(dict.fromkeys(added, True))
+        # a re-written id is removed and added again, so its metadata (filters) is fresh
+        return [c for c, present in final.items() if present], [c for c, present in final.items() if not present or c in self._slot]
+
+    def _apply(self, added: list[str], removed: list[str]) -> tuple[int, int]:
+        """Remove, then add (ids deleted meanwhile are simply not found); returns how many of each."""
+        n_removed = n_added = 0
+        for chunk_id in removed:
+            if chunk_id in self._slot:
+                self._remove(chunk_id)
+                n_removed += 1
+        self._grow(len(added))
+        for i in range(0, len(added), 5000):
+            for chunk in self.store.get_chunks(added[i : i + 5000]):
+                if chunk.chunk_id not in self._slot:
+                    self._add(chunk)
+                    n_added += 1
+        return n_added, n_removed
 
     def flush(self) -> None:
         """Write the index file if it is behind (the service calls this on shutdown)."""
