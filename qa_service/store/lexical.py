@@ -41,7 +41,10 @@ _stemmers = threading.local()
 
 def fold(text: str) -> str:
     """Lower-case and strip accents, so a question typed as "Garzon" matches "Garzón"."""
-    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    low = text.lower().replace("’", "'")
+    if low.isascii():  # most news text: NFKD would change nothing, and it is two thirds of the cost of fold
+        return low
+    decomposed = unicodedata.normalize("NFKD", low)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
