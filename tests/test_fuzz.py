@@ -41,7 +41,8 @@ def run_operation(op, mode: GenerationMode, examples: int, seen: Counter[str], f
     @given(case=op.as_strategy(generation_mode=mode))
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None)
     def run(case) -> None:  # type: ignore[no-untyped-def]
-        response = case.call(headers={"X-API-Key": KEY})
+        # a chat is two LLM calls; schemathesis' default 10 s read timeout fails them on a busy machine
+        response = case.call(headers={"X-API-Key": KEY}, timeout=120)
         seen[str(response.status_code)] += 1
         seen["requests"] += 1
         assert "Traceback" not in response.text
@@ -54,7 +55,7 @@ def run_operation(op, mode: GenerationMode, examples: int, seen: Counter[str], f
             excluded.append(negative_data_rejection)
         case.validate_response(response, headers={"X-API-Key": KEY}, excluded_checks=excluded or None)
         if op.path != "/healthz":
-            anonymous = case.call(headers={"X-API-Key": "", "Authorization": ""})
+            anonymous = case.call(headers={"X-API-Key": "", "Authorization": ""}, timeout=120)
             seen["requests"] += 1
             # 400/413 and a JSON decode 422 come from reading the body, before any handler runs; anything else is a bypass
             unreadable = anonymous.status_code in (400, 413) or (anonymous.status_code == 422 and "JSON decode error" in anonymous.text)
