@@ -223,14 +223,15 @@ class SentenceTransformerEmbedder:
         self._onnx: _OnnxTransformer | None = None
         self._model: Any = None
         if use_onnx:
-            path = onnx_path(model, cache_dir)
-            if not path.exists():
-                export_onnx(_load_sentence_transformer(str(model_dir), device), path)
-            if backend == "onnx-int8":
-                self.bulk_threshold = 0  # int8 is faster than torch on chunks too, so ingest stays on it
-                fp32, path = path, onnx_path(model, cache_dir, int8=True)
-                if not path.exists():
+            int8 = backend == "onnx-int8"
+            fp32, path = onnx_path(model, cache_dir), onnx_path(model, cache_dir, int8=int8)
+            if not path.exists():  # the fp32 export is needed only to make a missing int8 file
+                if not fp32.exists():
+                    export_onnx(_load_sentence_transformer(str(model_dir), device), fp32)
+                if int8:
                     quantize_onnx(fp32, path)
+            if int8:
+                self.bulk_threshold = 0  # int8 is faster than torch on chunks too, so ingest stays on it
             self._onnx = _OnnxTransformer(path, model_dir, threads)
             self.dim = self._onnx.dim
         else:
