@@ -2,7 +2,8 @@
 
 The synthetic corpus is made of real sentences from QAMR-Wikinews shuffled into 3-sentence chunks. Vectors are
 computed for the distinct sentences once and combined (mean of the sentence vectors, normalised), so the store
-is realistic in distribution without hours of encoding. Queries are real dev questions, through the HTTP app.
+is realistic in distribution without hours of encoding. Queries are real dev questions, through the HTTP app
+served by uvicorn on 127.0.0.1 (a keep-alive httpx client).
 
     python bench/retrieval.py --sizes 10000 100000 --out bench/results/retrieval.json
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from stats import pct  # bench/ is on sys.path when a script runs
+from stats import pct, served  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
@@ -66,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-    from fastapi.testclient import TestClient
+    import httpx
 
     from qa_service.api.app import create_app
     from qa_service.config import Settings
@@ -120,7 +121,7 @@ def main() -> None:
             svc.settings = s.model_copy(update={"hybrid": hybrid})
             svc.retriever.settings = svc.settings
             embedder._queries.clear()  # noqa: SLF001 - both passes embed every query afresh
-            with TestClient(create_app(svc.settings, service=svc)) as client:
+            with served(create_app(svc.settings, service=svc)) as url, httpx.Client(base_url=url, timeout=60) as client:
                 t = time.perf_counter()
                 client.post("/v1/search", json={"query": "warm up the index"})
                 first_ms = (time.perf_counter() - t) * 1000

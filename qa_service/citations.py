@@ -168,6 +168,30 @@ def grounding(answer: str, question: str, evidence: str) -> float:
 _KEY = re.compile(r"(?<![\w'’])(\d[\d,.]*\d|\d|[A-Z][\w'’-]+)")
 
 
+def unechoed(short: str | None, answer: str, question: str) -> str | None:
+    """A short answer made only of the question's own words ("Lee Rigby" for "Who was charged for stabbing Lee
+    Rigby?") restates the question; the answer sentence's longest run of words the question lacks is the answer."""
+    asked = content_tokens(question)
+    said = content_tokens(short or "")
+    if not said or not said <= asked:
+        return short
+    best: list[str] = []
+    run: list[str] = []
+    for word in [*strip_markers(answer).split(), ""]:
+        terms = set(_folded(word)) - _STOP
+        if word and not terms & asked:
+            run.append(word)
+            continue
+        while run and not set(_folded(run[0])) - _STOP:
+            run.pop(0)
+        while run and not set(_folded(run[-1])) - _STOP:
+            run.pop()
+        if len(run) > len(best):
+            best = run
+        run = []
+    return " ".join(best).strip(" .,;:") or short
+
+
 def key_terms(question: str) -> list[str]:
     """Numbers and capitalised names of the question, its first word aside."""
     first = question.split(maxsplit=1)[0] if question.split() else ""

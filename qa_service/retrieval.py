@@ -47,35 +47,30 @@ class Retriever:
         use_hybrid = s.hybrid if hybrid is None else hybrid
         q = self.embedder.embed_query(query)
         n_cand = max(s.candidates, k * 3)
-        dense = self.store.query(q, n_cand, where)
         fused: dict[str, float] = {}
-        chunks: dict[str, ChunkRecord] = {}
-        embs: dict[str, np.ndarray] = {}
-        for rank, h in enumerate(dense):
-            fused[h.chunk.chunk_id] = s.dense_weight / (s.rrf_k + rank + 1) if use_hybrid else h.score
-            chunks[h.chunk.chunk_id] = h.chunk
-            if h.embedding is not None:
-                embs[h.chunk.chunk_id] = h.embedding
+        for rank, (cid, similarity) in enumerate(self.store.query(q, n_cand, where)):
+            fused[cid] = s.dense_weight / (s.rrf_k + rank + 1) if use_hybrid else similarity
         if use_hybrid:
             for rank, (cid, _) in enumerate(self.lexical.query_ids(query, n_cand, where)):
                 fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank + 1)
         order = sorted(fused, key=lambda c: -fused[c])
-        missing = [c for c in order[: k * 3] if c not in embs]  # lexical-only hits: one round trip for both
-        for hit in self.store.get_chunks_with_embeddings(missing):
-            chunks[hit.chunk.chunk_id] = hit.chunk
-            if hit.embedding is not None:
-                embs[hit.chunk.chunk_id] = hit.embedding
         out: list[Retrieved] = []
         seen_text: set[str] = set()
-        for cid in order:
-            if len(out) >= k:
-                break
-            emb = embs.get(cid)
-            if emb is None:
-                continue
-            key = _text_key(chunks[cid].text)
-            if key in seen_text or any(float(emb @ r.embedding) >= s.dedup_threshold for r in out):
-                continue
-            seen_text.add(key)
-            out.append(Retrieved(chunks[cid], fused[cid], float(emb @ q), emb))
+        step = k * 3
+        for head in range(0, len(order), step):
+            # records for the fused head only, in one round trip; the next slice only when duplicates used it up
+            ids = order[head : head + step]
+            got = {h.chunk.chunk_id: h for h in self.store.get_chunks_with_embeddings(ids)}
+            for cid in ids:
+                hit = got.get(cid)
+                if hit is None or hit.embedding is None:
+                    continue  # deleted since the search
+                emb = hit.embedding
+                key = _text_key(hit.chunk.text)
+                if key in seen_text or any(float(emb @ r.embedding) >= s.dedup_threshold for r in out):
+                    continue
+                seen_text.add(key)
+                out.append(Retrieved(hit.chunk, fused[cid], float(emb @ q), emb))
+                if len(out) >= k:
+                    return out
         return out

@@ -204,6 +204,7 @@ class QAService:
     def _finish(self, raw: str, passages: list[Passage], question: str) -> AskResponse:
         body, short = cit.split_output(raw)
         answer, cited = cit.resolve_markers(body, len(passages))
+        short = cit.unechoed(short, answer, question)
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
         refused = not passages or not answer or cit.is_refusal(answer) or (short is not None and cit.is_refusal(short))
         prose = cit.strip_markers(answer).strip()

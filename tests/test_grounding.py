@@ -54,6 +54,12 @@ def scripted(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransfo
         # a typo in the question, and a word of the answer ("Egypt") that the passage has as "Egyptian"
         ("Where did Morsi go on a visit on Saurday?", "Answer: Egypt's president went to China [1].\nSHORT: China", "China"),
         ("What increased to US$ 8.8 billion?", "Answer: Trade between the two countries [1].\nSHORT: Trade", "Trade"),
+        # a short answer that only repeats the question's words: the answer sentence says who
+        (
+            "Who is coordinating the search?",
+            "Answer: Australian Transport Safety Bureau is coordinating the search [1].\nSHORT: the search",
+            "Australian Transport Safety Bureau",
+        ),
     ],
 )
 def test_supported_reply_is_kept(scripted: tuple[QAService, ScriptedLLM], question: str, reply: str, short: str) -> None:
@@ -100,6 +106,15 @@ def test_acronym_question_reaches_the_model_despite_low_similarity(scripted: tup
         assert llm.calls == before
     finally:
         svc.settings = original
+
+
+def test_a_short_answer_that_restates_the_question_is_replaced_by_what_the_answer_adds() -> None:
+    answer = "A second man was formally charged yesterday for the killing of Lee Rigby [1]."
+    assert cit.unechoed("Lee Rigby", answer, "Who was charged for stabbing Lee Rigby?") == "second man was formally"
+    assert cit.unechoed("Lee Rigby's", "Lee Rigby [1].", "Who was charged for stabbing Lee Rigby?") == "Lee Rigby's"  # nothing else to offer
+    assert cit.unechoed("Michael Adebolajo", answer, "Who was charged for stabbing Lee Rigby?") == "Michael Adebolajo"
+    assert cit.unechoed("yes", "Yes, he did [1].", "Did he resign?") == "yes"  # no content words: left alone
+    assert cit.unechoed(None, answer, "Who was charged?") is None
 
 
 def test_term_matching_tolerates_forms_and_typos_but_not_other_words() -> None:

@@ -11,6 +11,7 @@ from qa_service.config import Settings
 from qa_service.ingest.loaders import Article, Loaded, load_paths
 from qa_service.schemas import Filters
 from qa_service.service import QAService
+from qa_service.store.base import Where
 
 from .conftest import SEED_DOC, SEEDS
 
@@ -82,6 +83,19 @@ def test_search_ranks_and_filters(svc: QAService) -> None:
     assert [r.doc_id for r in old] == ["dated-2"]
     only = svc.search("bridge", 5, Filters(doc_id="dated-2"))
     assert [r.doc_id for r in only] == ["dated-2"]
+
+
+def test_nearest_ids_come_best_first_with_their_similarity(svc: QAService) -> None:
+    svc.ingest(load_paths([SEEDS]))
+    store = svc.store
+    chunk = store.get_chunks(store.chunk_ids_of(SEED_DOC))[0]
+    [own] = store.get_chunks_with_embeddings([chunk.chunk_id])
+    assert own.embedding is not None
+    near = store.query(own.embedding, 5, Where())
+    assert near[0][0] == chunk.chunk_id and near[0][1] == pytest.approx(1.0, abs=1e-4)  # a chunk is nearest to itself
+    sims = [s for _, s in near]
+    assert sims == sorted(sims, reverse=True) and len(near) == 5
+    assert {c for c, _ in store.query(own.embedding, 50, Where(doc_id=SEED_DOC))} == set(store.chunk_ids_of(SEED_DOC))
 
 
 def test_listing_pages(svc: QAService) -> None:

@@ -57,7 +57,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_service(request: Request) -> QAService:
+async def get_service(request: Request) -> QAService:
+    """Async, as are the guards: a sync dependency costs a thread-pool round trip per request (~1 ms here)."""
     state: State = request.app.state.qa
     if not state.ready.is_set():
         raise NotReady("models are still loading; retry shortly")

@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Literal
 
@@ -97,7 +97,7 @@ def make_limiter(settings: Settings) -> TokenBucket | None:
     return TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst) if settings.rate_limit_per_minute else None
 
 
-def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) -> Callable[..., str]:
+def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) -> Callable[..., Awaitable[str]]:
     """A dependency that authenticates (when this scope needs a key) and rate-limits; returns the caller id."""
     keys = [k.encode() for k in settings.api_key_list]
     needs_key = bool(keys) and (scope == "write" or settings.require_key_for_reads)
@@ -118,19 +118,19 @@ def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) ->
                 raise RateLimited(f"rate limit of {settings.rate_limit_per_minute}/min exceeded", headers={"Retry-After": str(math.ceil(wait))})
         return caller
 
-    def open_(request: Request) -> str:
+    async def open_(request: Request) -> str:
         return limit(caller_of(request, presented_key(request)))
 
     if not needs_key:
         return open_
 
-    def secured(
+    async def secured(
         request: Request,
         _x_api_key: Annotated[str | None, Security(api_key_header)],
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
     ) -> str:
         """The same check; the Security parameters declare the schemes in the OpenAPI document where they apply."""
-        return open_(request)
+        return await open_(request)
 
     return secured
 

@@ -136,22 +136,14 @@ class ChromaStore:
         got = self.chunks.get(where={"doc_id": doc_id}, include=[])
         return list(got["ids"])
 
-    def query(self, embedding: np.ndarray, k: int, where: Where) -> list[Hit]:
+    def query(self, embedding: np.ndarray, k: int, where: Where) -> list[tuple[str, float]]:
+        """Nearest chunk ids with cosine similarity, best first. Ids only: at 100k chunks the records of 30
+        candidates cost 5-6 ms more than the ids, and fusion keeps only a few of them."""
         # no count() first: Chroma returns fewer than k when it holds fewer, and the count cost a round trip per query
         res = self.chunks.query(
-            query_embeddings=[np.asarray(embedding, dtype=np.float32)],
-            n_results=k,
-            where=_where(where),
-            include=["documents", "metadatas", "distances", "embeddings"],
+            query_embeddings=[np.asarray(embedding, dtype=np.float32)], n_results=k, where=_where(where), include=["distances"]
         )
-        hits: list[Hit] = []
-        embs = res.get("embeddings")
-        for j, (cid, text, meta, dist) in enumerate(
-            zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
-        ):
-            emb = np.asarray(embs[0][j], dtype=np.float32) if embs is not None else None
-            hits.append(Hit(ChunkRecord.from_metadata(cid, text, meta), 1.0 - float(dist), emb))
-        return hits
+        return [(str(cid), 1.0 - float(dist)) for cid, dist in zip(res["ids"][0], res["distances"][0], strict=True)]
 
     def get_chunks(self, chunk_ids: list[str]) -> list[ChunkRecord]:
         if not chunk_ids:
