@@ -176,18 +176,18 @@ def unechoed(short: str | None, answer: str, question: str) -> str | None:
     if not said or not said <= asked:
         return short
     best: list[str] = []
-    run: list[str] = []
+    run: list[tuple[str, set[str]]] = []
     for word in [*strip_markers(answer).split(), ""]:
-        terms = set(_folded(word)) - _STOP
+        terms = content_tokens(word)
         if word and not terms & asked:
-            run.append(word)
+            run.append((word, terms))
             continue
-        while run and not set(_folded(run[0])) - _STOP:
+        while run and not run[0][1]:
             run.pop(0)
-        while run and not set(_folded(run[-1])) - _STOP:
+        while run and not run[-1][1]:
             run.pop()
         if len(run) > len(best):
-            best = run
+            best = [w for w, _ in run]
         run = []
     return " ".join(best).strip(" .,;:") or short
 

@@ -58,7 +58,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 async def get_service(request: Request) -> QAService:
-    """Async, as are the guards: a sync dependency costs a thread-pool round trip per request (~1 ms here)."""
+    """Async, as are the guards: each sync dependency costs the request a thread-pool round trip."""
     state: State = request.app.state.qa
     if not state.ready.is_set():
         raise NotReady("models are still loading; retry shortly")
