@@ -140,3 +140,16 @@ def test_change_log_numbers_writes_and_prunes(svc: QAService, monkeypatch: pytes
     svc.ingest([art("c", "A new ship was named.")])
     restarted = log_position(store.generation())
     assert restarted is not None and restarted[1] != epoch
+
+
+def test_records_written_with_the_text_in_documents_still_read(svc: QAService) -> None:
+    """Stores written before the text moved to the record's metadata keep working: re-ingest finds them unchanged."""
+    svc.ingest([art("old", "Heavy rain flooded the centre of Lisbon on Monday.", title="Storm")])
+    rec = svc.store.get_document("old")
+    assert rec is not None and rec.text == "Heavy rain flooded the centre of Lisbon on Monday."
+    meta = svc.store._doc_meta(rec)
+    del meta["text"]
+    svc.store.docs.upsert(ids=["old"], embeddings=[[1.0]], documents=[rec.text], metadatas=[meta])  # the earlier layout
+    assert svc.get_document("old").text == rec.text
+    again = svc.ingest([art("old", rec.text, title="Storm")])
+    assert (again.unchanged, again.chunks_written) == (1, 0)
