@@ -27,7 +27,7 @@ class Settings(BaseSettings):
 
     # embedding and chunking
     embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_batch_size: int = Field(4, ge=1, le=1024, description="int8 onnxruntime on 2 cores: 4 measured 11% faster than 16 (bench/ingest.py)")
+    embedding_batch_size: int = Field(4, ge=1, le=1024, description="int8 onnxruntime on 2 cores: 4 ran ~11% faster than 16 in alternating runs over the corpus chunks")
     embedding_device: str = "cpu"
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = Field(
         "onnx-int8", description="the model exported once to ONNX, int8 weights (fastest on CPU, same dev retrieval); onnx: fp32"
