@@ -78,3 +78,17 @@ def test_onnx_path_imports_neither_torch_nor_sentence_transformers(embedder: Sen
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_parallel_batches_give_the_vectors_of_sequential_ones() -> None:
+    """Several batches run at once on separate threads; each row must still be the vector of its own text, equal to
+    what one thread computes batch after batch (same batches, same int8 activation scales)."""
+    texts = [*TEXTS, *(f"Match report {i}: the home side scored {i} goals in the {word} half." for i, word in enumerate(
+        ["first", "second", "opening", "closing", "final", "early", "late", "last", "wet", "windy"]))]
+    two = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=4, threads=2)
+    one = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=4, threads=1)
+    assert two.backend == one.backend == "onnx-int8"
+    a, b = two.embed(texts), one.embed(texts)
+    assert np.array_equal(a, b)
+    singles = np.stack([one.embed([t])[0] for t in texts])
+    assert ((a @ singles.T).argmax(axis=1) == np.arange(len(texts))).all()  # row i is text i's vector, not a neighbour's
