@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = Field(
         "onnx-int8", description="the model exported once to ONNX, int8 weights (fastest on CPU, same dev retrieval); onnx: fp32"
     )
-    embedding_bulk_threshold: int = Field(128, ge=0, description="backend onnx: batches of this many texts or more go through torch; 0: never")
+    embedding_bulk_threshold: int = Field(
+        0, ge=0, description="backend onnx: batches of this many texts or more go through torch, for CPUs where torch measures faster; 0: never"
+    )
     chunk_size: int = Field(256, ge=16, le=4096, description="chunk size in cl100k tokens")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap in tokens")
 

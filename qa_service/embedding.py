@@ -224,7 +224,7 @@ class SentenceTransformerEmbedder:
         backend: Literal["onnx", "onnx-int8", "torch"] = "onnx-int8",
         cache_dir: Path | None = None,
         threads: int = 0,
-        bulk_threshold: int = 128,
+        bulk_threshold: int = 0,
         cache_size: int = 2048,
         sentence_cache_size: int = 50_000,
     ) -> None:
@@ -268,8 +268,8 @@ class SentenceTransformerEmbedder:
             if self._onnx is not None and not (self.bulk_threshold and len(texts) >= self.bulk_threshold):
                 return self._onnx.encode(texts, self.batch_size)
             if self._model is None:
-                # an ingest batch: torch encodes long chunks faster than onnxruntime on a quiet CPU (bench/encoder.py),
-                # so it is loaded the first time one comes; queries and passage sentences stay on ONNX
+                # an ingest batch sent to torch by QA_EMBEDDING_BULK_THRESHOLD (for a CPU where bench/encoder.py finds
+                # torch faster on long chunks), loaded the first time one comes; queries and sentences stay on ONNX
                 self._model = _load_sentence_transformer(str(self._model_dir), self._device)
             out = self._model.encode(
                 texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
