@@ -13,6 +13,14 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROMPTS = PACKAGE_DIR.parent / "prompts"
 DEFAULT_MODEL_CACHE = Path(os.path.expanduser("~/.cache/qa-service"))
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 UNSAFE_KEYS = {"changeme", "change-me", "secret", "password", "test", "key", "apikey", "api-key", "xxx", "placeholder"}
 
 
@@ -113,4 +121,4 @@ class Settings(BaseSettings):
 
     @property
     def threads(self) -> int:
-        return self.llm_threads or (os.cpu_count() or 2)
+        return self.llm_threads or usable_cores()

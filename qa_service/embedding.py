@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from qa_service.config import DEFAULT_MODEL_CACHE, Settings
+from qa_service.config import DEFAULT_MODEL_CACHE, Settings, usable_cores
 from qa_service.models import resolve_embedder
 
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -150,14 +150,6 @@ def onnx_compatible(model_dir: Path) -> bool:
     )
 
 
-def _usable_cores() -> int:
-    """The cores this process may run on (a container's CPU set, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class _OnnxTransformer:
     """The exported transformer plus mean pooling and normalisation, with the model's own fast tokenizer: neither
     torch nor sentence-transformers is imported, which keeps ~330 MB out of a server that only answers."""
@@ -179,7 +171,7 @@ class _OnnxTransformer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        self._threads = threads or _usable_cores()
+        self._threads = threads or usable_cores()
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self._inputs = [i.name for i in self._session.get_inputs()]
         self.dim = int(self._session.get_outputs()[0].shape[-1])
