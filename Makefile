@@ -1,5 +1,5 @@
 # make run: install everything (models included), ingest seeds/, serve on http://127.0.0.1:8000
-# make test: install everything, run the whole test suite
+# make test: install everything, lint, run the whole test suite; make test-fast: the unit tier
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install models run serve test lint eval-seed eval-dev bench clean
+.PHONY: install models run serve test test-fast lint eval-seed eval-dev bench clean
 
 $(STAMP): pyproject.toml requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,15 @@ run: install
 serve: install
 	$(QA) serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q -rs --durations=15
 
+# the unit tier: no LLM, no server, no browser, nothing slow
+test-fast: install
+	$(PY) -m pytest -q -m "not llm and not server and not browser and not slow"
+
 lint: install
-	$(VENV)/bin/ruff check qa_service tests
+	$(VENV)/bin/ruff check qa_service tests bench
 	$(VENV)/bin/mypy qa_service
 
 eval-seed: install

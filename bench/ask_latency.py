@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from stats import pct  # bench/ is on sys.path when a script runs
+from qa_service.eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT.parent / "shared/eval/seed/questions.jsonl"
@@ -74,10 +74,10 @@ def bench_model(model: str, overrides: dict[str, object]) -> dict[str, object]:
         "correct": sum(r["correct"] for r in rows), "questions": len(rows),
         "answerable_correct": f"{sum(r['correct'] for r in answerable)}/{len(answerable)}",
         "unanswerable_refused": f"{sum(r['correct'] for r, q in zip(rows, questions, strict=True) if not q['answerable'])}/{len(rows) - len(answerable)}",
-        "total_ms": {"p50": pct([r["total_ms"] for r in rows], 0.5), "p95": pct([r["total_ms"] for r in rows], 0.95)},
-        "first_token_ms": {"p50": pct([r["first_token_ms"] for r in gen], 0.5), "p95": pct([r["first_token_ms"] for r in gen], 0.95)} if gen else None,
-        "retrieve_ms": {"p50": pct([r["retrieve_ms"] for r in rows], 0.5)},
-        "generation_after_first_token_ms": {"p50": pct([r["generate_ms"] - (r["first_token_ms"] - r["retrieve_ms"]) for r in gen], 0.5)} if gen else None,
+        "total_ms": {"p50": percentile([r["total_ms"] for r in rows], 50), "p95": percentile([r["total_ms"] for r in rows], 95)},
+        "first_token_ms": {"p50": percentile([r["first_token_ms"] for r in gen], 50), "p95": percentile([r["first_token_ms"] for r in gen], 95)} if gen else None,
+        "retrieve_ms": {"p50": percentile([r["retrieve_ms"] for r in rows], 50)},
+        "generation_after_first_token_ms": {"p50": percentile([r["generate_ms"] - (r["first_token_ms"] - r["retrieve_ms"]) for r in gen], 50)} if gen else None,
         "mean_answer_tokens": round(statistics.mean(r["answer_tokens"] for r in rows), 1),
         "rows": rows,
     }

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from stats import pct  # bench/ is on sys.path when a script runs
+
+from qa_service.eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
@@ -27,7 +27,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/encoder.json")
     args = ap.parse_args()
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from qa_service.config import offline_environment
+
+    offline_environment()
 
     from qa_service.config import Settings
     from qa_service.embedding import SentenceTransformerEmbedder
@@ -58,7 +60,7 @@ def main() -> None:
                 lat.append((time.perf_counter() - t) * 1000)
             vecs[name] = (docs, np.stack(qv))
             if rnd == 1:
-                out[name] = {"chunks_per_s": round(len(texts) / batch_s, 1), "query_p50_ms": pct(lat, 0.5, 2), "query_p95_ms": pct(lat, 0.95, 2)}
+                out[name] = {"chunks_per_s": round(len(texts) / batch_s, 1), "query_p50_ms": percentile(lat, 50, 2), "query_p95_ms": percentile(lat, 95, 2)}
                 print(name, out[name], flush=True)
     torch_row = out["torch"]
     assert isinstance(torch_row, dict)

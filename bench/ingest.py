@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,8 +25,9 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared/eval/qamr-wikinews/corpus.jsonl")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/ingest.json")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from qa_service.config import offline_environment
+
+    offline_environment()
 
     from qa_service.config import Settings
     from qa_service.embedding import SentenceTransformerEmbedder, make_embedder

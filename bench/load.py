@@ -24,7 +24,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from stats import pct  # bench/ is on sys.path when a script runs
+
+from qa_service.eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [json.loads(line)["question"] for line in (ROOT.parent / "shared/eval/seed/questions.jsonl").read_text().splitlines() if line.strip()]
@@ -78,7 +79,7 @@ async def run(base: str, keys: list[str], duration: float, warmup: float, ask_sh
     return {
         "users": len(keys), "duration_s": duration, "ask_share": ask_share, "requests": len(log),
         "throughput_rps": round(len(log) / duration, 1),
-        "latency_ms": {e: {"p50": pct(v, 0.5), "p95": pct(v, 0.95), "ok": len(v), "mean": round(statistics.mean(v), 1) if v else None} for e, v in by.items()},
+        "latency_ms": {e: {"p50": percentile(v, 50), "p95": percentile(v, 95), "ok": len(v), "mean": round(statistics.mean(v), 1) if v else None} for e, v in by.items()},
         "statuses": {e: dict(sorted(c.items())) for e, c in statuses.items()},
         "unintended_errors": unintended,
         "warmup_s": warmup,

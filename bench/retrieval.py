@@ -24,7 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from stats import pct, served  # bench/ is on sys.path when a script runs
+from stats import served  # bench/ is on sys.path when a script runs
+
+from qa_service.eval.metrics import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
@@ -65,16 +67,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/retrieval.json")
     ap.add_argument("--keep", type=Path, help="build the stores under this directory and keep them; a later run reuses a store of the same size")
     args = ap.parse_args()
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from qa_service.config import offline_environment
+
+    offline_environment()
 
     import httpx
 
     from qa_service.api.app import create_app
     from qa_service.config import Settings
     from qa_service.embedding import SentenceTransformerEmbedder
-    from qa_service.ingest.chunking import sentences
     from qa_service.service import QAService
     from qa_service.store.base import ChunkRecord, Where
+    from qa_service.text import sentences
 
     corpus = [json.loads(line) for line in (SHARED / "corpus.jsonl").read_text().splitlines()]
     sents = sorted({d["text"][s:e].strip() for d in corpus for s, e in sentences(d["text"]) if len(d["text"][s:e].split()) >= 4})
@@ -132,7 +136,7 @@ def main() -> None:
                     r = client.post("/v1/search", json={"query": q, "top_k": 5})
                     lat.append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200, r.text
-            row["hybrid" if hybrid else "dense"] = {"p50_ms": pct(lat, 0.5, 2), "p95_ms": pct(lat, 0.95, 2), "first_query_ms": round(first_ms, 1)}
+            row["hybrid" if hybrid else "dense"] = {"p50_ms": percentile(lat, 50, 2), "p95_ms": percentile(lat, 95, 2), "first_query_ms": round(first_ms, 1)}
         row["rss_mb"] = round(proc.memory_info().rss / 2**20)
         row["disk_mb"] = dir_mb(tmp)
         row["bm25_file_mb"] = dir_mb(tmp / "store" / "lexical")

@@ -1,5 +1,4 @@
-"""Helpers the bench scripts share: the percentile they report (nearest rank at floor(p * n), as in the
-committed results) and a real server to measure the API through."""
+"""Helpers the bench scripts share: a real server to measure the API through."""
 
 from __future__ import annotations
 
@@ -9,13 +8,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-
-def pct(values: list[float], p: float, digits: int = 1) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(p * len(values)))], digits)
 
 
 @contextmanager

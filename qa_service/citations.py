@@ -1,43 +1,35 @@
-"""Parse the model's output, keep only [n] markers that resolve to a passage, locate supporting quotes."""
+"""The model's output format and what a citation points at: [n] markers, the SHORT: line, supporting quotes.
+
+`cite` turns a grounded verdict into the response's citations, each with the sentence of the source document that
+best supports the answer, in document offsets.
+"""
 
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 
-from qa_service.ingest.chunking import sentences
-from qa_service.store.lexical import STOPWORDS, fold
+from qa_service.passages import Passage
+from qa_service.schemas import Citation, Quote
+from qa_service.store.base import DocRecord
+from qa_service.text import normalize, sentences, tokens
 
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _SHORT = re.compile(r"^\s*\**\s*(?:short(?:\s+answer)?)\s*\**\s*[:：]\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 ANSWER_PREFIX = re.compile(r"^\s*\**\s*answer\s*\**\s*[:：]\s*", re.IGNORECASE)
-_REFUSAL = re.compile(
-    r"\b(i\s+(?:do\s+not|don'?t|don’t)\s+know|(?:passages?|articles?|context)\s+(?:does|do)\s+not\s+(?:contain|mention|say|provide|include|specify|state)|"
-    r"no\s+(?:information|mention)|not\s+(?:mentioned|specified|stated|provided)|cannot\s+(?:be\s+)?(?:answer|determin)|unknown)\b",
-    re.IGNORECASE,
-)
-REFUSAL_TEXT = "I don't know: the retrieved passages do not say."
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation + "“”‘’")
-
-
-def normalize(text: str) -> str:
-    """SQuAD normalisation: lower-case, strip punctuation and articles, collapse spaces."""
-    text = text.lower().replace("’", "'").translate(_PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def tokens(text: str) -> list[str]:
-    return normalize(text).split()
+EXACT = 0.99  # support at which a phrase counts as found in a passage (token order aside)
+QUOTE_FLOOR = 0.3  # below this, no sentence of the region supports the answer well enough to quote
 
 
 @dataclass
-class Parsed:
+class Verdict:
+    """What grounding decided: the answer text with resolved markers, its short form, the passages it cites."""
+
     answer: str
-    short_answer: str | None
-    refused: bool
+    short: str | None
     cited: list[int]
+    refused: bool = False
+    reason: str | None = None  # why it was refused, for logs and evaluation
 
 
 def split_output(raw: str) -> tuple[str, str | None]:
@@ -58,8 +50,9 @@ def strip_markers(text: str) -> str:
     return _MARKER.sub("", text)
 
 
-def is_refusal(text: str) -> bool:
-    return bool(_REFUSAL.search(text))
+def blank_markers(text: str) -> str:
+    """Markers replaced by a space, so "word[1]next" still splits into two words."""
+    return _MARKER.sub(" ", text)
 
 
 def resolve_markers(answer: str, n_passages: int) -> tuple[str, list[int]]:
@@ -104,116 +97,81 @@ def locate_quote(doc_text: str, start: int, end: int, evidence: list[str]) -> tu
         key = (score + 0.5 * overlap, s, e)
         if best is None or key[0] > best[0]:
             best = key
-    if best is None or best[0] < 0.3:
+    if best is None or best[0] < QUOTE_FLOOR:
         return None
     return start + best[1], start + best[2]
 
 
-# the BM25 stop words, plus words that carry no claim in an answer
-_STOP = STOPWORDS | frozenset("according article report said says not no yes also".split())
+def _quote(doc: DocRecord, passage: Passage, short: str | None, evidence: list[str]) -> Quote | None:
+    """Prefer the excerpt sentence that holds the short answer; else the chunk's best-supporting sentence."""
+    span = None
+    for s, e in passage.spans:
+        span = locate_quote(doc.text, s, e, evidence) if short and support(short, doc.text[s:e]) >= EXACT else None
+        if span:
+            break
+    c = passage.hit.chunk
+    span = span or locate_quote(doc.text, c.start, c.end, evidence)
+    return Quote(text=doc.text[span[0] : span[1]], start=span[0], end=span[1]) if span else None
 
 
-_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W_]+")
-_POSSESSIVE = re.compile(r"['’]s\b")
+def cite(verdict: Verdict, passages: list[Passage], documents: dict[str, DocRecord]) -> list[Citation]:
+    """One citation per cited passage, in the order the answer cites them."""
+    by_n = {p.n: p for p in passages}
+    evidence = [e for e in (verdict.short, strip_markers(verdict.answer)) if e]
+    out: list[Citation] = []
+    for n in verdict.cited:
+        p = by_n[n]
+        c = p.hit.chunk
+        doc = documents.get(c.doc_id)
+        quote = _quote(doc, p, verdict.short, evidence) if doc is not None else None
+        out.append(
+            Citation(n=n, doc_id=c.doc_id, chunk_id=c.chunk_id, title=c.title, source=c.source, url=c.url, published_at=c.published_at, text=c.text, quote=quote)
+        )
+    return out
 
 
-def _folded(text: str) -> list[str]:
-    """Words for matching claims to evidence: accents folded ("Garzon" finds "Garzón"), split at punctuation
-    ("US$8.8" gives "us" and "8.8"), numbers without their separators ("8,800" is "8800")."""
-    text = _POSSESSIVE.sub("", fold(text)).replace("'", "")
-    return [re.sub(r"[.,]", "", w) for w in _WORD.findall(text)]
+class AnswerFilter:
+    """Streams the prose answer and holds back the trailing SHORT: line, which is metadata, not prose."""
+
+    def __init__(self) -> None:
+        self.buf = ""
+        self.hidden = False
+        self.started = False
+
+    def feed(self, delta: str) -> str:
+        if self.hidden:
+            return ""
+        self.buf += delta
+        if not self.started:
+            stripped = self.buf.lstrip(" *")
+            if len(stripped) < 7 and "answer:".startswith(stripped.lower()):
+                return ""
+            self.buf = ANSWER_PREFIX.sub("", self.buf, count=1)
+            self.started = True
+        out = ""
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            if _is_short(line):
+                self.hidden = True
+                self.buf = ""
+                return out
+            out += line + "\n"
+        if self.buf and not _maybe_short(self.buf):
+            out += self.buf
+            self.buf = ""
+        return out
+
+    def flush(self) -> str:
+        if self.hidden or _is_short(self.buf):
+            return ""
+        out, self.buf = self.buf, ""
+        return out
 
 
-def content_tokens(text: str) -> set[str]:
-    return {t for t in _folded(_MARKER.sub(" ", text)) if t not in _STOP}
+def _is_short(line: str) -> bool:
+    return bool(re.match(r"^\s*\**\s*short", line, re.IGNORECASE))
 
 
-def _one_edit(a: str, b: str) -> bool:
-    """True when b is a (one substitution, insertion or deletion) away from a."""
-    if abs(len(a) - len(b)) > 1:
-        return False
-    if len(a) > len(b):
-        a, b = b, a
-    i = 0
-    while i < len(a) and a[i] == b[i]:
-        i += 1
-    return a[i + (len(a) == len(b)) :] == b[i + 1 :]
-
-
-def _present(term: str, have: set[str]) -> bool:
-    """The term, or a form of it, is in the evidence: "Australia" ~ "Australian", "6" ~ "6pm", "Saurday" ~ "Saturday"."""
-    if term in have or term.rstrip("s") in have:
-        return True
-    if term.isdigit():
-        return any(h.startswith(term) and h[len(term) :].isalpha() for h in have)
-    if len(term) < 4:
-        return False
-    for h in have:
-        if len(h) >= 4 and (h.startswith(term) or term.startswith(h)):
-            return True
-        if len(term) >= 5 and _one_edit(term, h):
-            return True
-    return False
-
-
-def grounding(answer: str, question: str, evidence: str) -> float:
-    """Share of the answer's new content words (those not already in the question) found in the evidence."""
-    new = content_tokens(answer) - content_tokens(question)
-    if not new:
-        return 1.0
-    have = set(_folded(evidence))
-    return sum(_present(t, have) for t in new) / len(new)
-
-
-_KEY = re.compile(r"(?<![\w'’])(\d[\d,.]*\d|\d|[A-Z][\w'’-]+)")
-
-
-def unechoed(short: str | None, answer: str, question: str) -> str | None:
-    """A short answer made only of the question's own words ("Lee Rigby" for "Who was charged for stabbing Lee
-    Rigby?") restates the question; the answer sentence's longest run of words the question lacks is the answer."""
-    asked = content_tokens(question)
-    said = content_tokens(short or "")
-    if not said or not said <= asked:
-        return short
-    best: list[str] = []
-    run: list[tuple[str, set[str]]] = []
-    for word in [*strip_markers(answer).split(), ""]:
-        terms = content_tokens(word)
-        if word and not terms & asked:
-            run.append((word, terms))
-            continue
-        while run and not run[0][1]:
-            run.pop(0)
-        while run and not run[-1][1]:
-            run.pop()
-        if len(run) > len(best):
-            best = [w for w, _ in run]
-        run = []
-    return " ".join(best).strip(" .,;:") or short
-
-
-def key_terms(question: str) -> list[str]:
-    """Numbers and capitalised names of the question, its first word aside."""
-    first = question.split(maxsplit=1)[0] if question.split() else ""
-    return [w for w in _KEY.findall(question) if w != first and normalize(w) not in _STOP and _folded(w)]
-
-
-def missing_key_terms(question: str, evidence: str) -> list[str]:
-    """The question's key terms that no passage mentions."""
-    have = set(_folded(evidence))
-    return [w for w in key_terms(question) if not all(_present(t, have) for t in _folded(w))]
-
-
-_QUANTITY = re.compile(
-    r"^\s*(how (many|much|old|long|far|big|large|tall|often))\b|\b(population|percentage|percent|number of|how many)\b", re.IGNORECASE
-)
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand|million|billion"
-    r"|dozen|half|double|twice)\b",
-    re.IGNORECASE,
-)
-
-
-def lacks_quantity(question: str, answer: str) -> bool:
-    """A how-many / population / percentage question answered without any number is not answered."""
-    return bool(_QUANTITY.search(question)) and not _NUMBER.search(strip_markers(answer))
+def _maybe_short(partial: str) -> bool:
+    p = partial.lstrip(" *").lower()
+    return "short:".startswith(p[:6]) or p.startswith("short")

@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from qa_service.config import Settings
+from qa_service.config import Settings, offline_environment
 from qa_service.errors import QAError
+from qa_service.reader.cli import reader_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grounded, cited question answering over news articles.")
 docs_app = typer.Typer(no_args_is_help=True, help="List, show and delete stored documents.")
@@ -45,14 +46,7 @@ def main(
         if value is not None:
             _overrides[key] = value
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_libraries()
-
-
-def quiet_libraries() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    offline_environment()
 
 
 def _service(load_llm: bool) -> Any:
@@ -182,6 +176,17 @@ def serve(
     uvicorn.run("qa_service.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
+@app.command("config")
+def config_cmd(markdown: Annotated[bool, typer.Option("--markdown", help="the settings table of docs/configuration.md")] = False) -> None:
+    """Show the effective settings (environment, .env and flags applied) as JSON."""
+    from qa_service.config import settings_table
+
+    if markdown:
+        typer.echo(settings_table(), nl=False)
+        return
+    typer.echo(settings().model_dump_json(indent=2, exclude={"api_keys", "openai_api_key"}))
+
+
 @docs_app.command("list")
 def documents_list(offset: int = 0, limit: int = 50) -> None:
     svc = _service(load_llm=False)
@@ -238,6 +243,7 @@ def eval_cmd(
     typer.echo(f"wrote {out}/summary.json, results.jsonl and {report}", err=True)
 
 
+app.add_typer(reader_app, name="reader")
 models_app = typer.Typer(no_args_is_help=True, help="Packaged models.")
 app.add_typer(models_app, name="models")
 

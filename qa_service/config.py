@@ -13,6 +13,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROMPTS = PACKAGE_DIR.parent / "prompts"
 DEFAULT_MODEL_CACHE = Path(os.path.expanduser("~/.cache/qa-service"))
 
+
 def usable_cores() -> int:
     """The cores this process may run on (a container's CPU set, not the host's count)."""
     try:
@@ -21,38 +22,61 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",  # models come from packages; a hub lookup would only wait for a network that is not there
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",  # the encoder runs its own threads; the tokenizer's would fight them
+    "ANONYMIZED_TELEMETRY": "False",  # Chroma's telemetry
+}
+
+
+def offline_environment() -> None:
+    """Set the libraries' offline and quiet switches, leaving any the user set alone."""
+    for name, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+
+
 UNSAFE_KEYS = {"changeme", "change-me", "secret", "password", "test", "key", "apikey", "api-key", "xxx", "placeholder"}
 
 
+# hard limits: the request schemas state them, settings may only tighten them
+MAX_TOP_K = 50
+MAX_QUESTION_CHARS = 1000
+
+
 class Settings(BaseSettings):
+    """Every setting, read from QA_<NAME> environment variables or a .env file; docs/configuration.md lists them."""
+
     model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
 
     # store
-    data_dir: Path = Path("vectorstore")
-    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$")
-    chroma_url: str | None = None
-    write_batch_size: int = Field(1000, ge=1, le=5000)
+    data_dir: Path = Field(Path("vectorstore"), description="directory of the embedded Chroma store, the BM25 index and the writer lock")
+    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$", description="Chroma collection name")
+    chroma_url: str | None = Field(None, description="a Chroma server (http://host:port) instead of the embedded store")
+    write_batch_size: int = Field(1000, ge=1, le=5000, description="records per Chroma write (capped by the server's own maximum)")
 
     # embedding and chunking
-    embedding_model: str = "all-MiniLM-L6-v2"
-    embedding_batch_size: int = Field(4, ge=1, le=1024, description="int8 onnxruntime on 2 cores: 4 ran ~11% faster than 16 in alternating runs over the corpus chunks")
-    embedding_device: str = "cpu"
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="packaged sentence-transformers model name, or a local model directory")
+    embedding_batch_size: int = Field(4, ge=1, le=1024, description="texts per encoder call; int8 activations are scaled per batch")
+    embedding_device: str = Field("cpu", description="torch device for the torch backend")
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = Field(
-        "onnx-int8", description="the model exported once to ONNX, int8 weights (fastest on CPU, same dev retrieval); onnx: fp32"
+        "onnx-int8", description="onnx-int8: exported once to ONNX with int8 weights; onnx: fp32 export; torch: sentence-transformers"
     )
     embedding_bulk_threshold: int = Field(
-        0, ge=0, description="backend onnx: batches of this many texts or more go through torch, for CPUs where torch measures faster; 0: never"
+        0, ge=0, description="backend onnx: batches of this many texts or more go through torch (for CPUs where torch is faster); 0: never"
     )
     chunk_size: int = Field(256, ge=16, le=4096, description="chunk size in cl100k tokens")
-    chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap in tokens")
+    chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap between neighbouring chunks, in tokens")
 
     # retrieval
-    top_k: int = Field(5, ge=1, le=50)
-    max_top_k: int = Field(50, ge=1, le=50)
-    hybrid: bool = True
-    rrf_k: int = Field(5, ge=1, description="reciprocal rank fusion constant; small k trusts the top ranks (dev: k=5 beat 60)")
-    dense_weight: float = Field(1.0, ge=0)
-    lexical_weight: float = Field(3.0, ge=0)
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="passages per answer or search")
+    max_top_k: int = Field(MAX_TOP_K, ge=1, le=MAX_TOP_K, description="the largest top_k a request may ask for")
+    hybrid: bool = Field(True, description="fuse BM25 with dense search (off: dense only)")
+    rrf_k: int = Field(5, ge=1, description="reciprocal rank fusion constant; a small k trusts the top ranks")
+    dense_weight: float = Field(1.0, ge=0, description="weight of the dense ranking in the fusion")
+    lexical_weight: float = Field(3.0, ge=0, description="weight of the BM25 ranking in the fusion")
     bm25_k1: float = Field(0.9, ge=0, description="BM25 term saturation (Anserini's default)")
     bm25_b: float = Field(0.4, ge=0, le=1, description="BM25 length normalisation (Anserini's default)")
     candidates: int = Field(30, ge=1, le=500, description="candidates per retriever before fusion")
@@ -61,28 +85,28 @@ class Settings(BaseSettings):
     dedup_threshold: float = Field(0.95, ge=0, le=1, description="cosine above which two chunks are duplicates")
 
     # generation
-    llm_backend: Literal["local", "openai"] = "local"
-    llm_model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-    llm_context: int = Field(2048, ge=512)
-    llm_threads: int = Field(0, ge=0, description="0 = all cores")
+    llm_backend: Literal["local", "openai"] = Field("local", description="local: in-process GGUF engine; openai: an OpenAI-compatible server")
+    llm_model: str = Field("qwen2.5-coder-1.5b-instruct-q4_k_m", description="packaged GGUF model name or a .gguf path (local backend)")
+    llm_context: int = Field(2048, ge=512, description="context window in tokens")
+    llm_threads: int = Field(0, ge=0, description="threads of the local engine; 0: every usable core")
     llm_slots: int = Field(1, ge=1, le=8, description="local engine slots: each keeps its own prompt prefix cached (answer, condense)")
-    llm_max_tokens: int = Field(96, ge=8, le=2048)
-    llm_timeout_s: float = Field(120.0, gt=0)
-    llm_retries: int = Field(1, ge=0, le=5)
+    llm_max_tokens: int = Field(96, ge=8, le=2048, description="longest answer in tokens")
+    llm_timeout_s: float = Field(120.0, gt=0, description="seconds an answer may take")
+    llm_retries: int = Field(1, ge=0, le=5, description="retries of a failed call to an LLM server, before any token arrived")
     context_tokens: int = Field(120, ge=64, description="token budget of the passages (with their labels) shown to the LLM")
-    model_cache_dir: Path = DEFAULT_MODEL_CACHE
-    openai_base_url: str | None = None
-    openai_api_key: str | None = None
-    openai_model: str = "default"
-    prompts_dir: Path = DEFAULT_PROMPTS
+    model_cache_dir: Path = Field(DEFAULT_MODEL_CACHE, description="where packaged models are unpacked and the ONNX exports kept")
+    openai_base_url: str | None = Field(None, description="base URL of the OpenAI-compatible server (e.g. http://host:8080/v1)")
+    openai_api_key: str | None = Field(None, description="its API key, if it needs one")
+    openai_model: str = Field("default", description="the model name sent to that server")
+    prompts_dir: Path = Field(DEFAULT_PROMPTS, description="folder of the prompt templates (system, answer, condense, examples)")
 
     # API limits and auth
-    api_keys: str = ""
-    require_key_for_reads: bool = False
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    max_question_chars: int = Field(1000, ge=10, le=1000)
-    max_documents_per_request: int = Field(1000, ge=1)
-    max_document_chars: int = Field(2_000_000, ge=100)
+    api_keys: str = Field("", description="comma-separated API keys (16+ characters); writes need one when set")
+    require_key_for_reads: bool = Field(False, description="searches and answers need a key too")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
+    max_question_chars: int = Field(MAX_QUESTION_CHARS, ge=10, le=MAX_QUESTION_CHARS, description="longest question or query")
+    max_documents_per_request: int = Field(1000, ge=1, description="documents per POST /v1/documents")
+    max_document_chars: int = Field(2_000_000, ge=100, description="longest document text")
     cors_origins: str = Field("", description="comma-separated origins allowed by CORS; '*' is refused")
     rate_limit_per_minute: int = Field(600, ge=0, description="requests per minute per API key (or client address); 0 = off")
     rate_limit_burst: int = Field(60, ge=1, description="requests a caller may make at once before the per-minute rate applies")
@@ -122,3 +146,19 @@ class Settings(BaseSettings):
     @property
     def threads(self) -> int:
         return self.llm_threads or usable_cores()
+
+
+def settings_table() -> str:
+    """docs/configuration.md: one row per setting, generated from the class so the two cannot drift apart."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None or default == "" else str(default).replace(str(Path.home()), "~")
+        if isinstance(default, bool):
+            shown = str(default).lower()
+        if isinstance(default, Path) and not default.is_absolute():
+            shown = f"./{default}"
+        elif isinstance(default, Path) and default == DEFAULT_PROMPTS:
+            shown = "./prompts"
+        rows.append(f"| `QA_{name.upper()}` | `{shown}` | {field.description or ''} |")
+    return "\n".join(rows) + "\n"

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from qa_service.config import DEFAULT_MODEL_CACHE, Settings, usable_cores
+from qa_service.config import DEFAULT_MODEL_CACHE, Settings, offline_environment, usable_cores
 from qa_service.models import resolve_embedder
 
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -220,9 +220,7 @@ class SentenceTransformerEmbedder:
         cache_size: int = 2048,
         sentence_cache_size: int = 50_000,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        offline_environment()
         self.name = model
         self.batch_size = batch_size
         self.bulk_threshold = bulk_threshold
@@ -289,11 +287,8 @@ class SentenceTransformerEmbedder:
 
 def make_embedder(settings: Settings) -> SentenceTransformerEmbedder:
     """The configured encoder, as the service, `models prepare` and the ingest benchmark build it."""
+    s = settings
     return SentenceTransformerEmbedder(
-        settings.embedding_model,
-        batch_size=settings.embedding_batch_size,
-        device=settings.embedding_device,
-        backend=settings.embedding_backend,
-        bulk_threshold=settings.embedding_bulk_threshold,
-        cache_dir=settings.model_cache_dir,
+        s.embedding_model, batch_size=s.embedding_batch_size, device=s.embedding_device, backend=s.embedding_backend,
+        bulk_threshold=s.embedding_bulk_threshold, cache_dir=s.model_cache_dir,
     )

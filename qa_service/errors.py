@@ -17,51 +17,18 @@ class QAError(Exception):
             self.status = status
 
 
-class ConfigError(QAError):
-    status = 500
-    code = "config_error"
+def _kind(name: str, status: int, code: str, doc: str) -> type[QAError]:
+    """A QAError subclass with its status and default code: the kinds differ only in those."""
+    return type(name, (QAError,), {"status": status, "code": code, "__doc__": doc, "__module__": __name__})
 
 
-class BadRequest(QAError):
-    status = 422
-    code = "invalid_request"
-
-
-class NotFound(QAError):
-    status = 404
-    code = "not_found"
-
-
-class PayloadTooLarge(QAError):
-    status = 413
-    code = "payload_too_large"
-
-
-class BackendUnavailable(QAError):
-    status = 503
-    code = "backend_unavailable"
-
-
-class BackendTimeout(QAError):
-    status = 504
-    code = "backend_timeout"
-
-
-class NotReady(QAError):
-    status = 503
-    code = "not_ready"
-
-
-class Unauthorized(QAError):
-    status = 401
-    code = "unauthorized"
-
-
-class RateLimited(QAError):
-    status = 429
-    code = "rate_limited"
-
-
-class Busy(QAError):
-    status = 503
-    code = "busy"
+ConfigError = _kind("ConfigError", 500, "config_error", "A setting, prompt file or model the service needs is missing or wrong.")
+BadRequest = _kind("BadRequest", 422, "invalid_request", "The request is well formed JSON but asks for something the service refuses.")
+NotFound = _kind("NotFound", 404, "not_found", "No such document.")
+PayloadTooLarge = _kind("PayloadTooLarge", 413, "payload_too_large", "Over a size limit: a body, a document, or a question for the context.")
+BackendUnavailable = _kind("BackendUnavailable", 503, "backend_unavailable", "Chroma or the LLM cannot be reached, or answered with an error.")
+BackendTimeout = _kind("BackendTimeout", 504, "backend_timeout", "The LLM did not answer in time.")
+NotReady = _kind("NotReady", 503, "not_ready", "Models are still loading, or failed to load.")
+Unauthorized = _kind("Unauthorized", 401, "unauthorized", "This endpoint needs an API key and none (or a wrong one) was sent.")
+RateLimited = _kind("RateLimited", 429, "rate_limited", "The caller's request rate is over the limit.")
+Busy = _kind("Busy", 503, "busy", "Every slot is taken (generations, requests, or the store's writer lock).")

@@ -10,8 +10,7 @@ import numpy as np
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
 from qa_service.schemas import Filters
-from qa_service.store.base import ChunkRecord, Where, date_key
-from qa_service.store.chroma import ChromaStore
+from qa_service.store.base import ChunkRecord, ChunkStore, Where, date_key
 from qa_service.store.lexical import LexicalIndex
 
 
@@ -36,7 +35,7 @@ def _text_key(text: str) -> str:
 
 
 class Retriever:
-    def __init__(self, store: ChromaStore, embedder: Embedder, lexical: LexicalIndex, settings: Settings) -> None:
+    def __init__(self, store: ChunkStore, embedder: Embedder, lexical: LexicalIndex, settings: Settings) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical = lexical

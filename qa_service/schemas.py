@@ -7,14 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from qa_service.config import MAX_QUESTION_CHARS, MAX_TOP_K
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# the schema states the hard limits; settings may only tighten them (QA_MAX_TOP_K, QA_MAX_QUESTION_CHARS)
-MAX_TOP_K = 50
-MAX_QUESTION_CHARS = 1000
 NOT_BLANK = r"\S"
 
 

@@ -3,37 +3,36 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qa_service import citations as cit
+from qa_service.citations import AnswerFilter, cite
 from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotFound
-from qa_service.generation import Generator, Passage, Prompts, select_passages
+from qa_service.generation import Generator, Prompts, needs_context
+from qa_service.grounding import ground, worth_asking
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
-from qa_service.retrieval import Retrieved, Retriever, where_from
+from qa_service.passages import Passage, select_passages
+from qa_service.retrieval import Retriever, where_from
 from qa_service.schemas import (
     AskResponse,
     ChatMessage,
-    Citation,
     DocumentDetail,
     DocumentInfo,
     DocumentList,
     Filters,
     IngestReport,
-    Quote,
     SearchResult,
     Timings,
 )
-from qa_service.store.base import DocRecord
-from qa_service.store.chroma import ChromaStore, make_client
+from qa_service.store import open_store
+from qa_service.store.base import DocRecord, Store
 from qa_service.store.lexical import LexicalIndex
 from qa_service.store.writer_lock import WriterLock
 
@@ -50,9 +49,7 @@ class QAService:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True) -> None:
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
-        self.store = ChromaStore(
-            make_client(str(settings.data_dir), settings.chroma_url), settings.collection, write_batch=settings.write_batch_size
-        )
+        self.store: Store = open_store(settings)
         self.lexical = LexicalIndex(
             self.store, k1=settings.bm25_k1, b=settings.bm25_b, path=settings.data_dir / "lexical" / f"{settings.collection}.npz"
         )
@@ -168,8 +165,8 @@ class QAService:
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""
-        if passages and self._worth_asking(question, hits, passages):
-            visible = _AnswerFilter()
+        if passages and worth_asking(question, hits, passages, self.settings.min_similarity):
+            visible = AnswerFilter()
             for delta in gen.stream(question, passages):
                 if first_token is None:
                     first_token = time.perf_counter()
@@ -181,7 +178,7 @@ class QAService:
             if tail:
                 yield StreamEvent("token", tail)
         t2 = time.perf_counter()
-        resp = self._finish(raw, passages, question)
+        resp = self._answer(raw, passages, question)
         resp.timings = Timings(
             retrieve_ms=round((t1 - t0) * 1000, 1),
             generate_ms=round((t2 - t1) * 1000, 1),
@@ -194,76 +191,14 @@ class QAService:
             yield StreamEvent("token", resp.answer)
         yield StreamEvent("done", resp)
 
-    def _worth_asking(self, question: str, hits: list[Retrieved], passages: list[Passage]) -> bool:
-        """Call the LLM when a passage is close in meaning, or names everything the question names (an acronym
-        such as "ATSB" embeds poorly but matches exactly)."""
-        if max(h.similarity for h in hits) >= self.settings.min_similarity:
-            return True
-        return bool(cit.key_terms(question)) and not cit.missing_key_terms(question, " ".join(p.text for p in passages))
-
-    def _finish(self, raw: str, passages: list[Passage], question: str) -> AskResponse:
-        body, short = cit.split_output(raw)
-        answer, cited = cit.resolve_markers(body, len(passages))
-        short = cit.unechoed(short, answer, question)
+    def _answer(self, raw: str, passages: list[Passage], question: str) -> AskResponse:
+        verdict = ground(raw, passages, question, strict=self.settings.strict_grounding)
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
-        refused = not passages or not answer or cit.is_refusal(answer) or (short is not None and cit.is_refusal(short))
-        prose = cit.strip_markers(answer).strip()
-        words = len(prose.split())
-        if not refused and short is None and 0 < words <= 6:
-            short = prose.rstrip(".").strip() or None
-        if not refused and short is None and words > 25:
-            refused = True  # no short answer and a copied passage instead of a sentence: the model found none
-        if not refused and short:
-            # the short answer must stand in a cited passage; else cite the passage that holds it
-            supports = {p.n: cit.support(short, p.text) for p in passages}
-            if not any(supports[n] >= 0.99 for n in cited):
-                best = max(supports, key=lambda n: supports[n])
-                if supports[best] >= 0.99:
-                    # the model cited the wrong passage: point the markers at the one that holds the answer
-                    cited = [best]
-                    answer = f"{prose[:-1].rstrip()} [{best}]." if prose.endswith(".") else f"{prose} [{best}]"
-                elif not cited or max(supports[n] for n in cited) < 0.5:
-                    short = None
-        if not refused and not cited:
-            # no marker and no short answer that a passage holds: the answer is not grounded
-            best_n = max(passages, key=lambda p: cit.support(answer, p.text))
-            if cit.support(answer, best_n.text) >= 0.6:
-                cited = [best_n.n]
-                answer = f"{answer.rstrip()} [{best_n.n}]"
-            else:
-                refused = True
-        if not refused and self.settings.strict_grounding:
-            chunk_text = {p.n: p.hit.chunk.text for p in passages}
-            if cit.grounding(answer, question, " ".join(chunk_text[n] for n in cited)) < 0.5:
-                refused = True  # the answer says things its cited passages do not
-            elif cit.missing_key_terms(question, " ".join(chunk_text.values())):
-                refused = True  # the question names something no retrieved passage mentions
-            elif cit.lacks_quantity(question, f"{answer} {short or ''}"):
-                refused = True  # asked for a quantity, answered without one
-        if refused:
-            return AskResponse(answer=cit.REFUSAL_TEXT, short_answer=None, refused=True, citations=[], timings=empty)
+        if verdict.refused:
+            return AskResponse(answer=verdict.answer, short_answer=None, refused=True, citations=[], timings=empty)
         by_n = {p.n: p for p in passages}
-        docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in cited}))
-        out: list[Citation] = []
-        evidence = [e for e in (short, cit.strip_markers(answer)) if e]
-        for n in cited:
-            p = by_n[n]
-            c = p.hit.chunk
-            doc = docs.get(c.doc_id)
-            quote = None
-            if doc is not None:
-                span = None
-                for s, e in p.spans:
-                    span = cit.locate_quote(doc.text, s, e, evidence) if short and cit.support(short, doc.text[s:e]) >= 0.99 else None
-                    if span:
-                        break
-                span = span or cit.locate_quote(doc.text, c.start, c.end, evidence)
-                if span:
-                    quote = Quote(text=doc.text[span[0] : span[1]], start=span[0], end=span[1])
-            out.append(
-                Citation(n=n, doc_id=c.doc_id, chunk_id=c.chunk_id, title=c.title, source=c.source, url=c.url, published_at=c.published_at, text=c.text, quote=quote)
-            )
-        return AskResponse(answer=answer, short_answer=short, refused=False, citations=out, timings=empty)
+        docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in verdict.cited}))
+        return AskResponse(answer=verdict.answer, short_answer=verdict.short, refused=False, citations=cite(verdict, passages, docs), timings=empty)
 
     # chat
     def standalone_question(self, messages: list[ChatMessage]) -> str:
@@ -292,63 +227,3 @@ def final_answer(events: Iterable[StreamEvent]) -> AskResponse:
             final = ev.data
     assert final is not None
     return final
-
-
-_ANAPHORA = re.compile(
-    r"\b(he|she|they|it|its|his|her|hers|him|them|their|theirs|this|that|these|those|there|then|the same|the other|the former|the latter)\b"
-    r"|^(and|but|also|so|what about|how about|and what|why|how come)\b|^(when|where|why|how|who)\W*$",
-    re.IGNORECASE,
-)
-
-
-def needs_context(question: str) -> bool:
-    """Only a follow-up that leans on the history (a pronoun, "and where...?") is rewritten; a standalone question is
-    asked as typed: rewriting it cost a model call and, measured, could change its meaning ("Kremlin" became "Russian")."""
-    return bool(_ANAPHORA.search(question.strip())) or len(question.split()) <= 2
-
-
-class _AnswerFilter:
-    """Streams the prose answer and holds back the trailing SHORT: line, which is metadata, not prose."""
-
-    def __init__(self) -> None:
-        self.buf = ""
-        self.hidden = False
-        self.started = False
-
-    def feed(self, delta: str) -> str:
-        if self.hidden:
-            return ""
-        self.buf += delta
-        if not self.started:
-            stripped = self.buf.lstrip(" *")
-            if len(stripped) < 7 and "answer:".startswith(stripped.lower()):
-                return ""
-            self.buf = cit.ANSWER_PREFIX.sub("", self.buf, count=1)
-            self.started = True
-        out = ""
-        while "\n" in self.buf:
-            line, self.buf = self.buf.split("\n", 1)
-            if _is_short(line):
-                self.hidden = True
-                self.buf = ""
-                return out
-            out += line + "\n"
-        if self.buf and not _maybe_short(self.buf):
-            out += self.buf
-            self.buf = ""
-        return out
-
-    def flush(self) -> str:
-        if self.hidden or _is_short(self.buf):
-            return ""
-        out, self.buf = self.buf, ""
-        return out
-
-
-def _is_short(line: str) -> bool:
-    return bool(re.match(r"^\s*\**\s*short", line, re.IGNORECASE))
-
-
-def _maybe_short(partial: str) -> bool:
-    p = partial.lstrip(" *").lower()
-    return "short:".startswith(p[:6]) or p.startswith("short")

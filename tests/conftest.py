@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -15,13 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+from qa_service.config import Settings, offline_environment
+from qa_service.embedding import SentenceTransformerEmbedder
 
-from qa_service.config import Settings  # noqa: E402
-from qa_service.embedding import SentenceTransformerEmbedder  # noqa: E402
+offline_environment()
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

@@ -14,6 +14,8 @@ from qa_service.service import QAService
 
 from .conftest import SEED_DOC, SEEDS
 
+pytestmark = pytest.mark.llm
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, embedder, llm):  # type: ignore[no-untyped-def]

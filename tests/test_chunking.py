@@ -1,7 +1,8 @@
 import itertools
 import json
 
-from qa_service.ingest.chunking import chunk_text, count_tokens, sentences
+from qa_service.ingest.chunking import chunk_text, count_tokens
+from qa_service.text import sentences
 
 from .conftest import SEED_DOC, SEEDS, SHARED
 

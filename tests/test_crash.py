@@ -15,7 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, SHARED
+
+pytestmark = pytest.mark.server
 
 CORPUS = SHARED / "eval" / "qamr-wikinews" / "corpus.jsonl"
 ARTICLES = 40

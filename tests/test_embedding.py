@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from qa_service.embedding import SentenceTransformerEmbedder, onnx_path
 
@@ -19,6 +20,7 @@ TEXTS = [
 ]
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch_vectors(tmp_path: Path) -> None:
     onnx = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx", cache_dir=tmp_path)  # exports into tmp_path
     exported = onnx_path("all-MiniLM-L6-v2", tmp_path)

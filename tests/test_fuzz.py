@@ -22,6 +22,8 @@ from qa_service.service import QAService
 
 from .conftest import SEEDS
 
+pytestmark = pytest.mark.llm
+
 KEY = "fuzz-key-0123456789abcdef"
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qa_service import citations as cit
+from qa_service import grounding as cit
 from qa_service.config import Settings
 from qa_service.embedding import SentenceTransformerEmbedder
 from qa_service.ingest.loaders import Article, Loaded

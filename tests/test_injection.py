@@ -12,6 +12,8 @@ from qa_service.service import QAService
 
 from .conftest import SEEDS
 
+pytestmark = pytest.mark.llm
+
 CANARY = "ZEBRA-CANARY-7731"
 EVIL_URL = "http://evil-payload.example/claim"
 

@@ -22,6 +22,8 @@ from qa_service.service import QAService
 
 from .conftest import SEEDS, free_port, stop, wait_until_up
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def openai_server() -> Iterator[str]:

@@ -10,12 +10,12 @@ import pytest
 
 from qa_service.config import Settings
 from qa_service.embedding import SentenceTransformerEmbedder
-from qa_service.generation import format_passages, select_passages
 from qa_service.ingest.chunking import count_tokens
 from qa_service.ingest.loaders import Article, Loaded
+from qa_service.passages import format_passages, select_passages
 from qa_service.service import QAService
 from qa_service.store.base import Where
-from qa_service.store.lexical import tokenize
+from qa_service.text import tokenize
 
 DOCS = {
     "skiing": (
@@ -151,6 +151,7 @@ def test_bm25_follows_writes_incrementally_and_persists(
     assert b.lexical.query("Pueyo", 5, Where(source="nowhere")) == []
 
 
+@pytest.mark.server
 def test_bm25_of_another_process_sees_writes(chroma_server: str, tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     """Two API workers on one Chroma server: a write through one is searchable through the other."""
     s = Settings(chroma_url=chroma_server, collection=f"t-{uuid.uuid4().hex[:8]}", data_dir=tmp_path)

@@ -16,7 +16,7 @@ from qa_service.store.base import Where
 from .conftest import SEED_DOC, SEEDS
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
 def svc(request: pytest.FixtureRequest, tmp_path, embedder) -> QAService:  # type: ignore[no-untyped-def]
     if request.param == "server":
         url = request.getfixturevalue("chroma_server")

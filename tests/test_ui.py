@@ -21,6 +21,8 @@ from qa_service.service import QAService
 
 from .conftest import ROOT, SEEDS, free_port
 
+pytestmark = [pytest.mark.browser, pytest.mark.llm]
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "ui"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -15,6 +15,8 @@ import pytest
 
 from .conftest import free_port, stop, wait_until_up
 
+pytestmark = pytest.mark.server
+
 WORKERS = 2
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
-from qa_service.citations import normalize
+from qa_service.text import normalize
 
 
 def exact_match(prediction: str | None, answers: list[str]) -> float:
@@ -44,9 +45,10 @@ def first_rank(doc_ids: list[str], gold: str) -> int | None:
     return None
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def percentile(values: list[float], q: float, digits: int = 1) -> float | None:
+    """The nearest-rank percentile (the smallest value with at least q% of the values at or below it), rounded.
+    The eval reports and every benchmark use this one definition."""
     if not values:
         return None
     v = sorted(values)
-    idx = min(len(v) - 1, max(0, round(q / 100 * (len(v) - 1))))
-    return round(v[idx], 1)
+    return round(v[max(0, math.ceil(q / 100 * len(v)) - 1)], digits)

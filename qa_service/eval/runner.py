@@ -8,11 +8,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from qa_service.citations import normalize
 from qa_service.config import Settings
 from qa_service.eval import metrics as m
 from qa_service.ingest.loaders import load_paths
 from qa_service.service import QAService
+from qa_service.text import normalize
 
 
 def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -86,32 +85,3 @@ def chunk_text(text: str, size: int, overlap: int) -> list[Chunk]:
             chunks.append(Chunk(len(chunks), piece, start, end))
         cursor = start + 1
     return chunks
-
-
-_SENT = re.compile(r"[^.!?\n]+(?:[.!?]+[\"'”’)\]]*|\n|$)")
-
-
-def sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) within text, whitespace-trimmed. Good enough for news prose."""
-    spans: list[tuple[int, int]] = []
-    for m in _SENT.finditer(text):
-        s, e = m.start(), m.end()
-        while s < e and text[s].isspace():
-            s += 1
-        while e > s and text[e - 1].isspace():
-            e -= 1
-        if e > s:
-            spans.append((s, e))
-    # rejoin splits with no space after them ("20.32", "U.S.-led"), after abbreviations such as "Jr." and
-    # initials, and before a lower-case word
-    merged: list[tuple[int, int]] = []
-    for s, e in spans:
-        if merged:
-            prev = text[merged[-1][0] : merged[-1][1]]
-            last_word = prev.rsplit(" ", 1)[-1]
-            abbreviation = len(last_word) <= 4 and last_word.endswith(".") and last_word[:1].isupper()
-            if s == merged[-1][1] or abbreviation or text[s : s + 1].islower():
-                merged[-1] = (merged[-1][0], e)
-                continue
-        merged.append((s, e))
-    return merged

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,6 @@ class Loaded:
     origin: str
     article: Article | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class LoadError(ValueError):
@@ -102,7 +101,8 @@ def decode(data: bytes) -> str:
     return text
 
 
-def load_text(text: str, *, stem: str, markdown: bool) -> Article:
+def load_text(text: str, *, stem: str) -> Article:
+    """Plain text or Markdown, with optional YAML front matter for the metadata."""
     import frontmatter
 
     meta: dict[str, Any] = {}
@@ -149,7 +149,7 @@ def load_bytes(data: bytes, name: str) -> Iterator[Loaded]:
             raise LoadError(f"file is {len(data)} bytes, over the {MAX_FILE_BYTES} byte limit")
         text = decode(data)
         if suffix in {".txt", ".md", ".markdown"}:
-            yield Loaded(name, load_text(text, stem=stem, markdown=suffix != ".txt"))
+            yield Loaded(name, load_text(text, stem=stem))
         elif suffix in {".html", ".htm"}:
             yield Loaded(name, load_html(text, stem=stem))
         elif suffix == ".json":

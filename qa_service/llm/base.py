@@ -1,9 +1,9 @@
-"""The LLM protocol. A backend implements `stream`; `complete` is derived from it."""
+"""The LLM backend base. A backend implements `stream`; `complete` is derived from it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, TypedDict
+from typing import TypedDict
 
 
 class Message(TypedDict):
@@ -11,16 +11,9 @@ class Message(TypedDict):
     content: str
 
 
-class LLM(Protocol):
-    name: str
-    context: int
-
-    def stream(self, messages: list[Message], *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]: ...
-
-    def complete(self, messages: list[Message], *, max_tokens: int, stop: list[str] | None = None) -> str: ...
-
-
 class StreamingLLM:
+    """Subclass and implement `stream` (and `close` when the backend holds resources)."""
+
     name = "llm"
     context = 4096
 

@@ -80,12 +80,17 @@ class LocalLLM(StreamingLLM):
                 raise BackendTimeout(f"local LLM produced nothing for {self.timeout_s:.0f} s") from None
             if item is _DONE:
                 return
-            if isinstance(item, Exception):
-                raise item
-            if isinstance(item, dict):
-                if "error" in item:
-                    raise BackendUnavailable(f"local LLM error: {item['error']}")
-                for choice in item.get("choices", []):
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
-                        yield delta
+            yield from _deltas(item)
+
+
+def _deltas(item: Any) -> Iterator[str]:
+    """The text pieces of one streamed engine event; an error event or exception is raised."""
+    if isinstance(item, Exception):
+        raise item
+    if isinstance(item, dict):
+        if "error" in item:
+            raise BackendUnavailable(f"local LLM error: {item['error']}")
+        for choice in item.get("choices", []):
+            delta = (choice.get("delta") or {}).get("content")
+            if delta:
+                yield delta

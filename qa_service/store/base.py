@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -70,7 +70,6 @@ class DocRecord:
     url: str | None = None
     published_at: str | None = None
     author: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,45 +127,80 @@ def date_key(value: str | None) -> int | None:
     return d.year * 10000 + d.month * 100 + d.day
 
 
-class Store(Protocol):
-    def upsert_chunks(self, chunks: list[ChunkRecord], embeddings: np.ndarray) -> None: ...
+class ChunkStore(Protocol):
+    """Chunks with their embeddings and metadata: what retrieval searches."""
 
-    def delete_chunks(self, chunk_ids: list[str]) -> None: ...
+    def upsert_chunks(self, chunks: list[ChunkRecord], embeddings: np.ndarray) -> None:
+        """Write chunks by id (an existing id is replaced), then log the write in the change log."""
 
-    def query(self, embedding: np.ndarray, k: int, where: Where) -> list[tuple[str, float]]: ...
+    def delete_chunks(self, chunk_ids: list[str]) -> None:
+        """Log the removal, then delete: a reader may drop a chunk early, never keep a ghost. Unknown ids are ignored."""
 
-    def get_chunks(self, chunk_ids: list[str]) -> list[ChunkRecord]: ...
+    def query(self, embedding: np.ndarray, k: int, where: Where) -> list[tuple[str, float]]:
+        """The k nearest chunk ids that match `where`, with cosine similarity, best first (fewer when fewer exist)."""
 
-    def get_chunks_with_embeddings(self, chunk_ids: list[str]) -> list[Hit]: ...
+    def get_chunks(self, chunk_ids: list[str]) -> list[ChunkRecord]:
+        """Records in the order asked; missing ids are left out."""
 
-    def iter_chunks(self, batch: int = 5000) -> Iterator[ChunkRecord]: ...
+    def get_chunks_with_embeddings(self, chunk_ids: list[str]) -> list[Hit]:
+        """Records with their stored vectors (score 0), in any order; missing ids are left out."""
+
+    def iter_chunks(self, batch: int = 5000) -> Iterator[ChunkRecord]:
+        """Every chunk, read in pages of `batch`."""
 
     def count_chunks(self) -> int: ...
 
-    def chunk_ids(self, batch: int = 20_000) -> list[str]: ...
+    def chunk_ids(self, batch: int = 20_000) -> list[str]:
+        """Every chunk id, read in pages of `batch`."""
 
-    def generation(self) -> str: ...
-
-    def changes(self, since: int, until: int) -> list[tuple[list[str], list[str]]] | None: ...
-
-    def put_document(self, doc: DocRecord) -> None: ...
-
-    def put_documents(self, docs: list[DocRecord]) -> None: ...
-
-    def chunk_ids_by_doc(self, doc_ids: list[str]) -> dict[str, list[str]]: ...
-
-    def get_document(self, doc_id: str) -> DocRecord | None: ...
-
-    def get_documents(self, doc_ids: list[str]) -> dict[str, DocRecord]: ...
-
-    def list_documents(self, offset: int, limit: int) -> tuple[list[DocRecord], int]: ...
-
-    def delete_document(self, doc_id: str) -> None: ...
+    def chunk_ids_by_doc(self, doc_ids: list[str]) -> dict[str, list[str]]:
+        """Chunk ids per document, every asked document present (an empty list when it has none)."""
 
     def chunk_ids_of(self, doc_id: str) -> list[str]: ...
 
-    def mark_pending(self, doc_ids: list[str]) -> None: ...
 
-    def pending(self) -> list[str]: ...
+class DocumentStore(Protocol):
+    """One record per document: its full text (quotes are located in it) and the ids of its chunks."""
+
+    def put_documents(self, docs: list[DocRecord]) -> None:
+        """Write records by doc_id; an existing record is replaced."""
+
+    def get_documents(self, doc_ids: list[str]) -> dict[str, DocRecord]:
+        """Records by id; missing ids are left out."""
+
+    def get_document(self, doc_id: str) -> DocRecord | None: ...
+
+    def list_documents(self, offset: int, limit: int) -> tuple[list[DocRecord], int]:
+        """A page of records in a stable order, and the total count."""
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove the record (its chunks are the caller's to delete); an unknown id is ignored."""
+
+
+class ChangeLog(Protocol):
+    """Numbered chunk writes, so derived indexes (BM25) in any process apply only what is new."""
+
+    def generation(self) -> str:
+        """A token that changes with every chunk write: "<seq>:<epoch>" (see log_position); "" for a new store."""
+
+    def changes(self, since: int, until: int) -> list[tuple[list[str], list[str]]] | None:
+        """(added, removed) chunk ids of entries since+1..until in order; None when some are gone (pruned or reset)."""
+
+
+class Journal(Protocol):
+    """The documents a batch is rewriting, so a crash in the middle is repaired on the next open."""
+
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        """Replace the pending set."""
+
+    def pending(self) -> list[str]:
+        """The pending set, empty when the last batch finished."""
 
     def clear_pending(self) -> None: ...
+
+
+class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
+    """Everything the service keeps, in one backend so a write and its bookkeeping go to the same place."""
+
+    def reset(self) -> None:
+        """Drop every chunk, document, log entry and journal entry of this collection (evaluation starts empty)."""

@@ -189,9 +189,6 @@ class ChromaStore:
         self.journal.delete(ids=["pending"])
 
     # documents
-    def put_document(self, doc: DocRecord) -> None:
-        self.put_documents([doc])
-
     def put_documents(self, docs: list[DocRecord]) -> None:
         for i in range(0, len(docs), self.write_batch):
             part = docs[i : i + self.write_batch]
@@ -217,7 +214,7 @@ class ChromaStore:
         return DocRecord(
             doc_id=doc_id,
             title=str(meta.get("title", "")),
-            text=str(meta["text"]) if "text" in meta else text or "",  # stores written before 2026-12-04 hold it in documents
+            text=str(meta["text"]) if "text" in meta else text or "",  # older stores hold it in `documents`
             content_hash=str(meta.get("content_hash", "")),
             chunk_ids=json.loads(meta.get("chunk_ids", "[]")),
             source=meta.get("source"),

@@ -14,10 +14,8 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
-import unicodedata
 from array import array
 from collections import Counter
 from pathlib import Path
@@ -25,38 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from qa_service.store.base import ChunkRecord, Hit, Store, Where, date_key, log_position
+from qa_service.text import tokenize
 
 log = logging.getLogger(__name__)
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset(
-    """a an and are as at be been but by did do does for from had has have he her his how i if in into is it its
-    of on or she so than that the their them then there these they this to was were what when where which who
-    whom whose why will with would you your""".split()
-)
 FORMAT = 1
 SAVE_FRACTION = 0.2  # save when this share of the index changed since the last save
-_stemmers = threading.local()
-
-
-def fold(text: str) -> str:
-    """Lower-case and strip accents, so a question typed as "Garzon" matches "Garzón"."""
-    low = text.lower().replace("’", "'")
-    if low.isascii():  # most news text: NFKD would change nothing, and it is two thirds of the cost of fold
-        return low
-    decomposed = unicodedata.normalize("NFKD", low)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-def tokenize(text: str) -> list[str]:
-    """Folded, stop-worded, Snowball-stemmed words (PyStemmer; a stemmer object is not thread-safe)."""
-    stemmer = getattr(_stemmers, "english", None)
-    if stemmer is None:
-        import Stemmer
-
-        stemmer = _stemmers.english = Stemmer.Stemmer("english")
-    words = [t for t in _TOKEN.findall(fold(text)) if t not in STOPWORDS and len(t) > 1]
-    return list(stemmer.stemWords(words))
 
 
 class _Codes:

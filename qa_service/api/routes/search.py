@@ -1,0 +1,15 @@
+"""POST /v1/search: the ranked chunks for a query, no LLM."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from qa_service.api.deps import Svc
+from qa_service.schemas import SearchRequest, SearchResponse
+
+router = APIRouter(tags=["retrieval"])
+
+
+@router.post("/v1/search", response_model=SearchResponse)
+def search(req: SearchRequest, svc: Svc) -> SearchResponse:
+    return SearchResponse(results=svc.search(req.query, req.top_k, req.filters))

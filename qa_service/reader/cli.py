@@ -1,0 +1,73 @@
+"""`qa-service reader train | export | eval`: make the reader from a clean clone, and score it alone."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+reader_app = typer.Typer(no_args_is_help=True, help="Train, export and score the extractive reader.")
+DEFAULT_DATA = Path("../shared/eval/reader-train")
+DEFAULT_WORK = Path("models/reader-work")  # checkpoints and the transformers folder; not committed
+DEFAULT_OUT = Path("models/reader")  # the exported model the service loads
+
+
+@reader_app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="folder of the SQuAD-style .jsonl.gz training files")] = DEFAULT_DATA,
+    work: Annotated[Path, typer.Option(help="checkpoints and the trained transformers folder")] = DEFAULT_WORK,
+    limit: Annotated[int, typer.Option(help="QA pairs to train on, a seeded sample (0: all)")] = 0,
+    epochs: Annotated[float, typer.Option()] = 1.0,
+    max_length: Annotated[int, typer.Option(help="tokens per training window")] = 192,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option()] = 1e-4,
+    seed: Annotated[int, typer.Option()] = 13,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --work")] = False,
+) -> None:
+    """Fine-tune the packaged MiniLM for extractive QA (checkpoints every 200 steps; --resume continues)."""
+    from qa_service.reader.train import TrainConfig, train
+
+    cfg = TrainConfig(data=data, out=work, limit=limit, epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, seed=seed)
+    folder = train(cfg, resume=resume)
+    typer.echo(f"trained: {folder}")
+
+
+@reader_app.command("export")
+def export_cmd(
+    work: Annotated[Path, typer.Option(help="the train command's --work folder")] = DEFAULT_WORK,
+    out: Annotated[Path, typer.Option(help="where the int8 ONNX model, its tokenizer and model card go")] = DEFAULT_OUT,
+    eval_data: Annotated[Path, typer.Option(help="the training data folder, for the card's held-out metrics")] = DEFAULT_DATA,
+    limit: Annotated[int, typer.Option(help="questions per metric file")] = 300,
+) -> None:
+    """Export to int8 ONNX, score it on TweetQA dev and XQuAD, and write the model card with sha256."""
+    from qa_service.reader.evaluate import evaluate
+    from qa_service.reader.export import export, write_card
+    from qa_service.reader.onnx_reader import OnnxReader
+
+    export(work / "model", out)
+    reader = OnnxReader(out)
+    metrics = {name: evaluate(reader, eval_data / f"{name}.jsonl.gz", limit=limit) for name in ("tweetqa-dev", "xquad-en")}
+    stats = json.loads((work / "train.json").read_text())
+    command = "qa-service reader train " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in stats["config"].items() if k in {"limit", "epochs", "max_length", "batch_size", "lr", "seed"}
+    ) + f" && qa-service reader export  # {shlex.join(sys.argv[1:])}"
+    card = write_card(out, stats, metrics, command)
+    typer.echo(json.dumps(metrics, indent=2))
+    typer.echo(f"wrote {card}", err=True)
+
+
+@reader_app.command("eval")
+def eval_cmd(
+    file: Annotated[Path, typer.Argument(help="a SQuAD-style .jsonl(.gz) file, e.g. tweetqa-dev.jsonl.gz")],
+    model: Annotated[Path, typer.Option(help="the exported reader folder")] = DEFAULT_OUT,
+    limit: Annotated[int, typer.Option(help="questions (0: all)")] = 0,
+) -> None:
+    """The reader alone: span EM/F1, and how often it abstains on another context."""
+    from qa_service.reader.evaluate import evaluate
+    from qa_service.reader.onnx_reader import OnnxReader
+
+    typer.echo(json.dumps(evaluate(OnnxReader(model), file, limit=limit), indent=2))

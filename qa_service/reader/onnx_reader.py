@@ -1,0 +1,91 @@
+"""Run the exported reader: for each passage, its best answer span and how much the reader prefers that span to
+"no answer". Each window runs alone (batch of one, no padding), so an int8 model's per-batch activation scales
+never depend on what else is being read: the same passage gives the same span on every call."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa_service.reader.export import INPUTS, ONNX_NAME
+
+
+@dataclass(frozen=True)
+class Span:
+    passage: int  # index into the passages read
+    start: int  # character offsets in that passage
+    end: int
+    text: str
+    score: float  # best span logit sum minus the no-answer logit sum: above 0 the reader prefers the span
+
+
+class OnnxReader:
+    def __init__(self, folder: Path, *, threads: int = 2, max_length: int = 192, stride: int = 64, max_answer_tokens: int = 30) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(folder / ONNX_NAME), opts, providers=["CPUExecutionProvider"])
+        self.threads = max(1, threads)
+        self.max_answer_tokens = max_answer_tokens
+        self._lock = threading.Lock()
+
+    def _window_logits(self, enc: Any) -> tuple[np.ndarray, np.ndarray]:
+        feed = {
+            "input_ids": np.array([enc.ids], dtype=np.int64),
+            "attention_mask": np.array([enc.attention_mask], dtype=np.int64),
+            "token_type_ids": np.array([enc.type_ids], dtype=np.int64),
+        }
+        start, end = self.session.run(None, {k: feed[k] for k in INPUTS})
+        return np.asarray(start[0], dtype=np.float64), np.asarray(end[0], dtype=np.float64)
+
+    def _best(self, passage: int, text: str, windows: list[Any], logits: list[tuple[np.ndarray, np.ndarray]]) -> Span:
+        best: tuple[float, int, int] | None = None
+        null = float("inf")
+        for enc, (s, e) in zip(windows, logits, strict=True):
+            seq = np.array([x if x is not None else -1 for x in enc.sequence_ids])
+            ctx = seq == 1
+            null = min(null, float(s[0] + e[0]))
+            pair = s[:, None] + e[None, :]
+            n = len(s)
+            i, j = np.indices((n, n))
+            ok = ctx[:, None] & ctx[None, :] & (j >= i) & (j - i < self.max_answer_tokens)
+            if not ok.any():
+                continue
+            pair = np.where(ok, pair, -np.inf)
+            a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
+            offsets = enc.offsets
+            cand = (float(pair[a, b]), offsets[a][0], offsets[b][1])
+            if best is None or cand[0] > best[0]:
+                best = cand
+        if best is None:
+            return Span(passage, 0, 0, "", float("-inf"))
+        return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - null)
+
+    def read(self, question: str, passages: list[str]) -> list[Span]:
+        """The best span of each passage, in the passages' order."""
+        encoded = []
+        for text in passages:
+            first = self.tokenizer.encode(question, text)
+            encoded.append([first, *first.overflowing])
+        flat = [(p, w) for p, windows in enumerate(encoded) for w in windows]
+        with self._lock:
+            if self.threads > 1 and len(flat) > 1:
+                with ThreadPoolExecutor(min(self.threads, len(flat))) as pool:
+                    logits = list(pool.map(lambda pw: self._window_logits(pw[1]), flat))
+            else:
+                logits = [self._window_logits(w) for _, w in flat]
+        per: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in passages]
+        for (p, _), lg in zip(flat, logits, strict=True):
+            per[p].append(lg)
+        return [self._best(p, text, encoded[p], per[p]) for p, text in enumerate(passages)]

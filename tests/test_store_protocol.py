@@ -1,0 +1,112 @@
+"""The Store protocol's contract, method by method, run against every implementation: embedded Chroma and a real
+`chroma run` server. A new backend passes this file before the service may use it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa_service.config import Settings
+from qa_service.store import open_store
+from qa_service.store.base import ChunkRecord, DocRecord, Store, Where, log_position
+
+DIM = 8
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    if request.param == "server":
+        return open_store(Settings(chroma_url=request.getfixturevalue("chroma_server"), collection=name, data_dir=tmp_path))
+    return open_store(Settings(data_dir=tmp_path / "store", collection=name))
+
+
+def chunk(doc: str, i: int, **kw: str) -> ChunkRecord:
+    return ChunkRecord(chunk_id=f"{doc}:{i}", doc_id=doc, text=f"text {doc} {i}", index=i, start=10 * i, end=10 * i + 9, title=doc.title(), **kw)
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def fill(store: Store) -> tuple[list[ChunkRecord], np.ndarray]:
+    chunks = [chunk("a", 0, source="Lusa", published_at="2024-03-01"), chunk("a", 1, source="Lusa", published_at="2024-03-01"), chunk("b", 0, published_at="2025-01-02")]
+    vecs = vectors(3)
+    store.upsert_chunks(chunks, vecs)
+    return chunks, vecs
+
+
+def test_chunks_round_trip_in_the_order_asked(store: Store) -> None:
+    chunks, _ = fill(store)
+    got = store.get_chunks(["b:0", "missing", "a:0"])
+    assert [c.chunk_id for c in got] == ["b:0", "a:0"]
+    assert got[1] == chunks[0]  # every field survives, metadata included
+    assert store.count_chunks() == 3
+    assert sorted(store.chunk_ids(batch=2)) == ["a:0", "a:1", "b:0"]  # paged reads see every id once
+    assert sorted(c.chunk_id for c in store.iter_chunks(batch=2)) == ["a:0", "a:1", "b:0"]
+    by_doc = store.chunk_ids_by_doc(["a", "zzz"])
+    assert sorted(by_doc["a"]) == ["a:0", "a:1"] and by_doc["zzz"] == []
+    assert sorted(store.chunk_ids_of("a")) == ["a:0", "a:1"]
+
+
+def test_upsert_replaces_and_delete_ignores_unknown_ids(store: Store) -> None:
+    fill(store)
+    store.upsert_chunks([chunk("a", 0, source="AP")], vectors(1, seed=5))
+    assert store.count_chunks() == 3 and store.get_chunks(["a:0"])[0].source == "AP"
+    store.delete_chunks(["a:1", "never-was"])
+    assert sorted(store.chunk_ids()) == ["a:0", "b:0"]
+
+
+def test_query_is_nearest_first_and_honours_filters(store: Store) -> None:
+    _, vecs = fill(store)
+    ids = [cid for cid, _ in store.query(vecs[2], 10, Where())]
+    assert ids[0] == "b:0" and len(ids) == 3  # fewer than k when fewer exist
+    sim = dict(store.query(vecs[2], 10, Where()))["b:0"]
+    assert sim == pytest.approx(1.0, abs=1e-4)  # cosine similarity, not distance
+    assert {c for c, _ in store.query(vecs[2], 10, Where(source="Lusa"))} == {"a:0", "a:1"}
+    assert {c for c, _ in store.query(vecs[2], 10, Where(doc_id="b"))} == {"b:0"}
+    assert {c for c, _ in store.query(vecs[0], 10, Where(after=20250101))} == {"b:0"}
+    assert {c for c, _ in store.query(vecs[0], 10, Where(before=20241231))} == {"a:0", "a:1"}
+    hits = store.get_chunks_with_embeddings(["a:1"])
+    assert hits[0].embedding is not None and np.allclose(hits[0].embedding, vecs[1], atol=1e-5)
+
+
+def test_change_log_numbers_every_chunk_write(store: Store) -> None:
+    assert store.generation() == ""
+    fill(store)
+    first = log_position(store.generation())
+    store.delete_chunks(["a:1"])
+    second = log_position(store.generation())
+    assert first is not None and second is not None and second[0] == first[0] + 1 and second[1] == first[1]
+    assert store.changes(0, second[0]) == [(["a:0", "a:1", "b:0"], []), ([], ["a:1"])]
+    store.reset()
+    assert store.generation() == "" and store.count_chunks() == 0
+    assert store.changes(0, second[0]) is None  # the entries are gone: the caller compares ids instead
+
+
+def test_documents(store: Store) -> None:
+    docs = [DocRecord(doc_id=d, title=d.upper(), text=f"full text of {d}", content_hash=f"h-{d}", chunk_ids=[f"{d}:0"], url=f"https://x/{d}") for d in "abc"]
+    store.put_documents(docs)
+    assert store.get_document("b") == docs[1]
+    assert set(store.get_documents(["a", "c", "nope"])) == {"a", "c"}
+    first, total = store.list_documents(0, 2)
+    rest, _ = store.list_documents(2, 2)
+    assert total == 3 and sorted(d.doc_id for d in first + rest) == ["a", "b", "c"]
+    store.put_documents([DocRecord(doc_id="a", title="A2", text="new", content_hash="h2", chunk_ids=[])])
+    assert store.get_document("a") is not None and store.get_document("a").title == "A2"  # type: ignore[union-attr]
+    store.delete_document("a")
+    store.delete_document("never-was")
+    assert store.get_document("a") is None and store.list_documents(0, 10)[1] == 2
+
+
+def test_journal_holds_the_pending_batch(store: Store) -> None:
+    assert store.pending() == []
+    store.mark_pending(["a", "b"])
+    store.mark_pending(["c"])
+    assert store.pending() == ["c"]
+    store.clear_pending()
+    assert store.pending() == []
