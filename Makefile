@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install models run serve test test-fast lint eval-seed eval-dev bench clean
+.PHONY: install models run serve test test-fast lint eval-seed eval-dev eval-rtqa reader bench clean
 
 $(STAMP): pyproject.toml requirements-models.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,11 +48,21 @@ eval-dev: install
 	$(QA) eval --questions ../shared/eval/qamr-wikinews/dev.jsonl --corpus ../shared/eval/qamr-wikinews/corpus.jsonl \
 		--out eval/runs/dev --baseline eval/baselines/qamr-dev-search.json --search-only
 
+eval-rtqa: install
+	$(QA) eval --questions ../shared/eval/realtimeqa-2023/dev.jsonl --corpus ../shared/eval/realtimeqa-2023/corpus.jsonl --out eval/runs/rtqa
+
+# retrain the committed reader (models/reader) from the packaged MiniLM: hours on 2 cores; --resume continues
+READER_TRAIN ?= --limit 12000 --max-length 128
+reader: install
+	$(QA) reader train $(READER_TRAIN)
+	$(QA) reader export
+
 # benchmarks print figures and write bench/results/*.json (not part of make test)
 bench: install
 	$(PIP) install -q --no-deps langchain-chroma==1.1.0 langchain-huggingface==1.2.3
 	$(PY) bench/ask_latency.py --models qwen2.5-coder-1.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m smollm2-135m-instruct-q4_1
 	$(PY) bench/encoder.py
+	$(PY) bench/rerank.py
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py --sizes 10000 100000
 	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json

@@ -16,6 +16,7 @@ import typer
 from qa_service.config import Settings, offline_environment
 from qa_service.errors import QAError
 from qa_service.reader.cli import reader_app
+from qa_service.schemas import Mode
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Grounded, cited question answering over news articles.")
 docs_app = typer.Typer(no_args_is_help=True, help="List, show and delete stored documents.")
@@ -113,12 +114,13 @@ def ask(
     published_after: Annotated[str | None, typer.Option()] = None,
     published_before: Annotated[str | None, typer.Option()] = None,
     k: Annotated[int | None, typer.Option("--k", help="passages to retrieve")] = None,
+    mode: Annotated[Mode | None, typer.Option(help="generative (LLM from the reader's evidence) or extractive (the reader alone)")] = None,
 ) -> None:
     """Answer a question from the stored articles, streaming to the terminal."""
-    svc = _service(load_llm=True)
+    svc = _service(load_llm=(mode or settings().answer_mode) == "generative")
     final = None
     try:
-        for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before)):
+        for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before), mode=mode):
             if ev.event == "token" and not as_json:
                 typer.echo(ev.data, nl=False)
             elif ev.event == "done":
@@ -133,7 +135,8 @@ def ask(
     if final.refused:
         typer.secho("(refused: the passages do not hold the answer)", fg="yellow")
     else:
-        typer.secho(f"short answer: {final.short_answer}", bold=True)
+        conf = f" (confidence {final.confidence:.2f})" if final.confidence is not None else ""
+        typer.secho(f"short answer: {final.short_answer}{conf}", bold=True)
         for c in final.citations:
             quote = f' — "{c.quote.text[:160]}"' if c.quote else ""
             typer.echo(f"[{c.n}] {c.title} ({c.doc_id}){quote}")
@@ -142,11 +145,15 @@ def ask(
 
 
 @app.command()
-def search(query: str, k: Annotated[int | None, typer.Option("--k")] = None) -> None:
+def search(
+    query: str,
+    k: Annotated[int | None, typer.Option("--k")] = None,
+    rerank: Annotated[bool, typer.Option("--rerank", help="reorder with the trained reader")] = False,
+) -> None:
     """Retrieval only (no LLM), as JSON."""
     svc = _service(load_llm=False)
     try:
-        results = svc.search(query, k)
+        results = svc.search(query, k, rerank=rerank)
     except QAError as exc:
         _fail(exc)
     typer.echo(json.dumps([r.model_dump() for r in results], indent=2, ensure_ascii=False))
@@ -221,6 +228,8 @@ def eval_cmd(
     corpus: Annotated[list[Path] | None, typer.Option(help="corpus file or folder, ingested into a fresh collection")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("eval/runs/latest"),
     search_only: Annotated[bool, typer.Option("--search-only", help="retrieval metrics only, no LLM")] = False,
+    mode: Annotated[Mode | None, typer.Option(help="answer mode: generative or extractive (default QA_ANSWER_MODE)")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="empty the corpus collection first (else re-ingest is a no-op for stored articles)")] = False,
     limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
     baseline: Annotated[Path | None, typer.Option(help="summary.json to compare against")] = None,
 ) -> None:
@@ -228,7 +237,7 @@ def eval_cmd(
     from qa_service.eval.report import write_report
     from qa_service.eval.runner import compare, run
 
-    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit)
+    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit, mode=mode, fresh=fresh)
     typer.echo(json.dumps(summary["overall"], indent=2))
     deltas = None
     if baseline is not None:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROMPTS = PACKAGE_DIR.parent / "prompts"
+DEFAULT_READER = PACKAGE_DIR.parent / "models" / "reader"
 DEFAULT_MODEL_CACHE = Path(os.path.expanduser("~/.cache/qa-service"))
 
 
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
     min_similarity: float = Field(0.1, ge=-1, le=1, description="below this top cosine the LLM is not called: refuse")
     strict_grounding: bool = Field(True, description="refuse answers whose words or question names the passages lack")
     dedup_threshold: float = Field(0.95, ge=0, le=1, description="cosine above which two chunks are duplicates")
+
+    # reading: the trained extractive reader
+    reader: bool = Field(True, description="read the retrieved chunks with the trained reader: rerank, evidence, spans, confidence")
+    reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
+    reader_candidates: int = Field(20, ge=1, le=200, description="retrieved chunks the reader reads and reranks")
+    reader_weight: float = Field(1.0, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")
+    reader_min_score: float = Field(
+        4.0, description="a span must score this much over no-answer (logits) to answer; when no shown passage has one, the answer is a refusal"
+    )
+    reader_trust: float = Field(0.5, ge=0, le=1, description="reader confidence above which the LLM's refusal gives way to the reader's span")
+    answer_mode: Literal["generative", "extractive"] = Field(
+        "generative", description="generative: the LLM writes the answer from the reader's evidence; extractive: the reader's span alone"
+    )
 
     # generation
     llm_backend: Literal["local", "openai"] = Field("local", description="local: in-process GGUF engine; openai: an OpenAI-compatible server")
@@ -158,7 +172,7 @@ def settings_table() -> str:
             shown = str(default).lower()
         if isinstance(default, Path) and not default.is_absolute():
             shown = f"./{default}"
-        elif isinstance(default, Path) and default == DEFAULT_PROMPTS:
-            shown = "./prompts"
+        elif isinstance(default, Path) and default in (DEFAULT_PROMPTS, DEFAULT_READER):
+            shown = "./" + str(default.relative_to(PACKAGE_DIR.parent))
         rows.append(f"| `QA_{name.upper()}` | `{shown}` | {field.description or ''} |")
     return "\n".join(rows) + "\n"

@@ -36,6 +36,7 @@ class SearchRequest(Strict):
     query: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
+    rerank: bool = Field(False, strict=True, description="reorder the candidates with the trained reader (slower: it reads each one)")
 
 
 class SearchResult(BaseModel):
@@ -55,11 +56,15 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
 
 
+Mode = Literal["generative", "extractive"]
+
+
 class AskRequest(Strict):
     question: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
     stream: bool = Field(False, strict=True)
+    mode: Mode | None = Field(None, description="generative (the LLM writes from the reader's evidence) or extractive (the reader's span alone); default QA_ANSWER_MODE")
 
 
 class ChatMessage(Strict):
@@ -72,6 +77,7 @@ class ChatRequest(Strict):
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
     stream: bool = Field(False, strict=True)
+    mode: Mode | None = None
 
 
 class Quote(BaseModel):
@@ -99,12 +105,25 @@ class Timings(BaseModel):
     first_token_ms: float | None = None
 
 
+class AnswerSpan(BaseModel):
+    """Where the short answer stands: offsets in the document's text."""
+
+    doc_id: str
+    chunk_id: str
+    start: int
+    end: int
+    text: str
+
+
 class AskResponse(BaseModel):
     answer: str
     short_answer: str | None
     refused: bool
     citations: list[Citation]
     timings: Timings
+    mode: Mode = "generative"
+    confidence: float | None = Field(None, description="the reader's calibrated probability that the short answer is right (0-1)")
+    span: AnswerSpan | None = Field(None, description="the reader's answer span, when the short answer is the reader's or agrees with it")
     question: str | None = Field(None, description="the standalone question that was answered (chat)")
 
 

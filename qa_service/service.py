@@ -9,17 +9,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from qa_service.citations import AnswerFilter, cite
+from qa_service.citations import AnswerFilter, Verdict, cite
+from qa_service.compose import Composed, extractive, with_reader
 from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotFound
 from qa_service.generation import Generator, Prompts, needs_context
-from qa_service.grounding import ground, worth_asking
+from qa_service.grounding import ground, refusal, worth_asking
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
 from qa_service.passages import Passage, select_passages
-from qa_service.retrieval import Retriever, where_from
+from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
+from qa_service.retrieval import Retrieved, Retriever, where_from
 from qa_service.schemas import (
     AskResponse,
     ChatMessage,
@@ -28,6 +30,7 @@ from qa_service.schemas import (
     DocumentList,
     Filters,
     IngestReport,
+    Mode,
     SearchResult,
     Timings,
 )
@@ -45,6 +48,16 @@ class StreamEvent:
     data: Any
 
 
+@dataclass
+class Plan:
+    """What retrieval and reading found for a question, and whether the LLM is to be asked."""
+
+    passages: list[Passage]
+    reads: list[Read]  # empty without the reader
+    top: Read | None  # the reader's best span among the passages shown
+    ask_llm: bool
+
+
 class QAService:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True) -> None:
         self.settings = settings
@@ -56,6 +69,7 @@ class QAService:
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
+        self.reader: Reader | None = load_reader(settings.reader_model, settings.threads) if settings.reader else None
         self.writer = WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
@@ -129,9 +143,19 @@ class QAService:
             raise BadRequest(f"{field} has {len(text)} characters; the limit is {self.settings.max_question_chars}", code="question_too_long")
         return text
 
-    def search(self, query: str, top_k: int | None = None, filters: Filters | None = None) -> list[SearchResult]:
+    def _read(self, question: str, k: int, filters: Filters | None) -> list[Read]:
+        """Retrieve the reader's candidates, read each whole, and rerank them."""
+        assert self.reader is not None
+        s = self.settings
+        hits = self.retriever.search(question, max(k, s.reader_candidates), where_from(filters))
+        return rerank(read(self.reader, question, hits), reader_weight=s.reader_weight, rrf_k=s.rrf_k)
+
+    def search(self, query: str, top_k: int | None = None, filters: Filters | None = None, *, rerank: bool = False) -> list[SearchResult]:
         query = self._check_question(query, "query")
-        hits = self.retriever.search(query, self._k(top_k), where_from(filters))
+        k = self._k(top_k)
+        if rerank and self.reader is None:
+            raise BadRequest("rerank needs the reader (QA_READER=true)")
+        hits: list[Retrieved] = [r.hit for r in self._read(query, k, filters)[:k]] if rerank else self.retriever.search(query, k, where_from(filters))
         return [
             SearchResult(
                 chunk_id=h.chunk.chunk_id,
@@ -149,25 +173,39 @@ class QAService:
         ]
 
     # answering
-    def ask(self, question: str, top_k: int | None = None, filters: Filters | None = None) -> AskResponse:
-        return final_answer(self.ask_stream(question, top_k, filters))
+    def ask(self, question: str, top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None) -> AskResponse:
+        return final_answer(self.ask_stream(question, top_k, filters, mode=mode))
+
+    def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode) -> Plan:
+        if self.reader is None:
+            if mode == "extractive":
+                raise BadRequest("extractive mode needs the reader (QA_READER=true)")
+            gen = self.generator
+            hits = self.retriever.search(question, k, where_from(filters))
+            passages = select_passages(question, hits, self.embedder, gen.passage_budget(question), self.lexical.term_weights) if hits else []
+            return Plan(passages, [], None, bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity))
+        budget = self.generator.passage_budget(question) if mode == "generative" else 0
+        reads = self._read(question, k, filters)[:k]
+        top = first_answer(reads, self.settings.reader_min_score)
+        if top is None:
+            return Plan([], reads, None, False)
+        if mode == "extractive":
+            return Plan([], reads, top, False)
+        return Plan(evidence(reads, budget), reads, top, True)
 
     def ask_stream(
-        self, question: str, top_k: int | None = None, filters: Filters | None = None, *, asked: str | None = None
+        self, question: str, top_k: int | None = None, filters: Filters | None = None, *, asked: str | None = None, mode: Mode | None = None
     ) -> Iterator[StreamEvent]:
         t0 = time.perf_counter()
         question = self._check_question(question)
-        k = self._k(top_k)
-        gen = self.generator
-        budget = gen.passage_budget(question)
-        hits = self.retriever.search(question, k, where_from(filters))
-        passages = select_passages(question, hits, self.embedder, budget, self.lexical.term_weights) if hits else []
+        mode = mode or self.settings.answer_mode
+        plan = self._plan(question, self._k(top_k), filters, mode)
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""
-        if passages and worth_asking(question, hits, passages, self.settings.min_similarity):
+        if plan.ask_llm:
             visible = AnswerFilter()
-            for delta in gen.stream(question, passages):
+            for delta in self.generator.stream(question, plan.passages):
                 if first_token is None:
                     first_token = time.perf_counter()
                 raw += delta
@@ -178,7 +216,7 @@ class QAService:
             if tail:
                 yield StreamEvent("token", tail)
         t2 = time.perf_counter()
-        resp = self._answer(raw, passages, question)
+        resp = self._answer(raw, plan, question, mode)
         resp.timings = Timings(
             retrieve_ms=round((t1 - t0) * 1000, 1),
             generate_ms=round((t2 - t1) * 1000, 1),
@@ -191,14 +229,31 @@ class QAService:
             yield StreamEvent("token", resp.answer)
         yield StreamEvent("done", resp)
 
-    def _answer(self, raw: str, passages: list[Passage], question: str) -> AskResponse:
-        verdict = ground(raw, passages, question, strict=self.settings.strict_grounding)
-        empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
+    def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
+        if self.reader is None:
+            return Composed(ground(raw, plan.passages, question, strict=self.settings.strict_grounding), plan.passages, None, None)
+        if plan.top is None:
+            return Composed(refusal("reader_no_answer"), [], None, None)
+        if not plan.ask_llm:
+            return extractive(plan.top, self.reader)
+        trusted = self.reader.confidence(plan.top.span.score) >= self.settings.reader_trust
+        verdict = ground(raw, plan.passages, question, strict=self.settings.strict_grounding and not trusted)
         if verdict.refused:
-            return AskResponse(answer=verdict.answer, short_answer=None, refused=True, citations=[], timings=empty)
-        by_n = {p.n: p for p in passages}
-        docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in verdict.cited}))
-        return AskResponse(answer=verdict.answer, short_answer=verdict.short, refused=False, citations=cite(verdict, passages, docs), timings=empty)
+            return extractive(plan.top, self.reader) if trusted else Composed(verdict, plan.passages, None, None)
+        return with_reader(verdict, plan.passages, plan.reads, self.reader, question)
+
+    def _answer(self, raw: str, plan: Plan, question: str, mode: Mode) -> AskResponse:
+        c = self._compose(raw, plan, question)
+        v: Verdict = c.verdict
+        empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
+        if v.refused:
+            return AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
+        by_n = {p.n: p for p in c.passages}
+        docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
+        return AskResponse(
+            answer=v.answer, short_answer=v.short, refused=False, citations=cite(v, c.passages, docs), timings=empty,
+            mode=mode, confidence=c.confidence, span=c.span,
+        )
 
     # chat
     def standalone_question(self, messages: list[ChatMessage]) -> str:
@@ -214,9 +269,11 @@ class QAService:
         text = (rewritten[0] if rewritten else "").strip().strip('"')
         return text if 3 <= len(text) <= self.settings.max_question_chars else last
 
-    def chat_stream(self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None) -> Iterator[StreamEvent]:
+    def chat_stream(
+        self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None
+    ) -> Iterator[StreamEvent]:
         question = self.standalone_question(messages)
-        yield from self.ask_stream(question, top_k, filters, asked=question)
+        yield from self.ask_stream(question, top_k, filters, asked=question, mode=mode)
 
 
 def final_answer(events: Iterable[StreamEvent]) -> AskResponse:

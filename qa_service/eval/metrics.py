@@ -52,3 +52,23 @@ def percentile(values: list[float], q: float, digits: int = 1) -> float | None:
         return None
     v = sorted(values)
     return round(v[max(0, math.ceil(q / 100 * len(v)) - 1)], digits)
+
+
+def choose(short: str | None, answer: str | None, choices: list[str]) -> int | None:
+    """The choice an answer names, for multiple-choice sets: a choice quoted in the short answer, else in the
+    answer sentence, wins when it is the only one quoted there (a longer quoted choice beats one it contains: "Pope
+    Benedict XVI" over "Benedict"); else the highest token F1 against the short answer, then the sentence. Ties and
+    refusals (no text) choose nothing."""
+    for text in (short, answer):
+        if not text:
+            continue
+        quoted = [i for i, c in enumerate(choices) if contains(text, [c])]
+        quoted = [i for i in quoted if not any(j != i and normalize(choices[i]) in normalize(choices[j]) for j in quoted)]
+        if len(quoted) == 1:
+            return quoted[0]
+    for text in (short, answer):
+        scores = [f1(text, [c]) for c in choices]
+        top = max(scores, default=0.0)
+        if top > 0:
+            return scores.index(top) if scores.count(top) == 1 else None
+    return None

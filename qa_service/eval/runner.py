@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import defaultdict
@@ -11,6 +12,7 @@ from typing import Any
 from qa_service.config import Settings
 from qa_service.eval import metrics as m
 from qa_service.ingest.loaders import load_paths
+from qa_service.schemas import Mode
 from qa_service.service import QAService
 from qa_service.text import normalize
 
@@ -23,10 +25,10 @@ def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
-def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, k_search: int = 10) -> dict[str, Any]:
+def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mode | None = None, k_search: int = 10) -> dict[str, Any]:
     out: dict[str, Any] = {"id": q.get("id"), "question": q["question"], "qtype": q["qtype"], "answerable": q["answerable"]}
     t0 = time.perf_counter()
-    results = svc.search(q["question"], k_search)
+    results = svc.search(q["question"], k_search, rerank=svc.reader is not None)
     out["search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     docs = [r.doc_id for r in results]
     gold = q.get("doc_id")
@@ -38,11 +40,12 @@ def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, k_search:
             out["passage_hit5"] = float(any(ev in normalize(r.text) for r in results[:5]))
     if search_only:
         return out
-    r = svc.ask(q["question"])
+    r = svc.ask(q["question"], mode=mode)
     out.update(
         answer=r.answer,
         short_answer=r.short_answer,
         refused=r.refused,
+        confidence=r.confidence,
         cited_docs=[c.doc_id for c in r.citations],
         retrieve_ms=r.timings.retrieve_ms,
         generate_ms=r.timings.generate_ms,
@@ -54,6 +57,10 @@ def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, k_search:
         out["f1"] = m.f1(r.short_answer, answers)
         out["contains"] = max(m.contains(r.answer, answers), m.contains(r.short_answer, answers))
         out["correct"] = float(out["contains"] > 0 or out["em"] > 0)
+        if q.get("choices"):
+            picked = None if r.refused else m.choose(r.short_answer, r.answer, q["choices"])
+            out["choice"] = picked
+            out["choice_correct"] = float(picked is not None and m.exact_match(q["choices"][picked], answers) > 0)
         if gold and r.citations:
             out["citation_precision"] = sum(d == gold for d in out["cited_docs"]) / len(out["cited_docs"])
     else:
@@ -61,14 +68,17 @@ def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, k_search:
     return out
 
 
-METRICS = ["hit1", "hit5", "hit10", "mrr10", "passage_hit5", "em", "f1", "contains", "correct", "citation_precision", "refusal_correct"]
+METRICS = [
+    "hit1", "hit5", "hit10", "mrr10", "passage_hit5", "em", "f1", "contains", "correct", "choice_correct", "citation_precision",
+    "refused", "refusal_correct",
+]
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def agg(sub: list[dict[str, Any]]) -> dict[str, Any]:
         res: dict[str, Any] = {"n": len(sub)}
         for key in METRICS:
-            vals = [r[key] for r in sub if key in r]
+            vals = [float(r[key]) for r in sub if key in r and (key != "refused" or r["answerable"])]
             if vals:
                 res[key] = round(sum(vals) / len(vals), 4)
         for key in ("search_ms", "retrieve_ms", "generate_ms", "total_ms"):
@@ -84,28 +94,44 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"overall": agg(rows), "by_qtype": {t: agg(v) for t, v in sorted(by_type.items())}}
 
 
+def collection_for(corpus: list[Path]) -> str:
+    """One collection per corpus (its folder and file names), so two eval sets never share or wipe one."""
+    key = hashlib.sha1("|".join(str(c.resolve()) for c in corpus).encode()).hexdigest()[:8]
+    return f"eval-{corpus[0].parent.name[:24]}-{corpus[0].stem[:16]}-{key}".replace("_", "-").lower()
+
+
 def run(
-    settings: Settings, questions: Path, *, corpus: list[Path] | None, out: Path, search_only: bool, limit: int | None, progress: bool = True
+    settings: Settings, questions: Path, *, corpus: list[Path] | None, out: Path, search_only: bool, limit: int | None,
+    progress: bool = True, mode: Mode | None = None, fresh: bool = False,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
     if corpus:
-        settings = settings.model_copy(update={"collection": f"eval-{corpus[0].stem[:40]}".replace("_", "-")})
-    svc = QAService(settings, load_llm=not search_only)
+        settings = settings.model_copy(update={"collection": collection_for(corpus)})
+    generative = not search_only and (mode or settings.answer_mode) == "generative"
+    svc = QAService(settings, load_llm=generative)
     if corpus:
-        svc.store.reset()
+        if fresh:
+            svc.store.reset()
         t = time.perf_counter()
         report = svc.ingest(load_paths(corpus))
-        ingest = {"documents": report.added, "failed": report.failed, "chunks": report.chunks_written, "seconds": round(time.perf_counter() - t, 1)}
+        ingest = {
+            "documents": report.added + report.updated + report.unchanged, "added": report.added, "failed": report.failed,
+            "chunks": report.chunks_written, "seconds": round(time.perf_counter() - t, 1),
+        }
     else:
         ingest = None
     qs = load_questions(questions, limit)
-    rows = [score_one(svc, q, search_only=search_only) for q in tqdm(qs, disable=not progress, unit="q")]
+    rows = [score_one(svc, q, search_only=search_only, mode=mode) for q in tqdm(qs, disable=not progress, unit="q")]
     summary = summarise(rows)
     summary["config"] = {
         "questions": str(questions),
         "corpus": [str(c) for c in corpus] if corpus else None,
         "search_only": search_only,
+        "mode": None if search_only else (mode or settings.answer_mode),
+        "reader": str(settings.reader_model) if settings.reader else None,
+        "reader_candidates": settings.reader_candidates,
+        "reader_weight": settings.reader_weight,
         "hybrid": settings.hybrid,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,

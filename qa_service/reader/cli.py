@@ -26,12 +26,13 @@ def train_cmd(
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option()] = 1e-4,
     seed: Annotated[int, typer.Option()] = 13,
+    max_steps: Annotated[int, typer.Option(help="stop after this many optimizer steps, the learning rate reaching zero there (0: one epoch)")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --work")] = False,
 ) -> None:
     """Fine-tune the packaged MiniLM for extractive QA (checkpoints every 200 steps; --resume continues)."""
     from qa_service.reader.train import TrainConfig, train
 
-    cfg = TrainConfig(data=data, out=work, limit=limit, epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = TrainConfig(data=data, out=work, limit=limit, epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps)
     folder = train(cfg, resume=resume)
     typer.echo(f"trained: {folder}")
 
@@ -40,20 +41,27 @@ def train_cmd(
 def export_cmd(
     work: Annotated[Path, typer.Option(help="the train command's --work folder")] = DEFAULT_WORK,
     out: Annotated[Path, typer.Option(help="where the int8 ONNX model, its tokenizer and model card go")] = DEFAULT_OUT,
-    eval_data: Annotated[Path, typer.Option(help="the training data folder, for the card's held-out metrics")] = DEFAULT_DATA,
-    limit: Annotated[int, typer.Option(help="questions per metric file")] = 300,
+    data: Annotated[Path, typer.Option(help="the training data folder: held-out pairs and TweetQA dev")] = DEFAULT_DATA,
+    limit: Annotated[int, typer.Option(help="questions per metric set")] = 500,
 ) -> None:
-    """Export to int8 ONNX, score it on TweetQA dev and XQuAD, and write the model card with sha256."""
-    from qa_service.reader.evaluate import evaluate
-    from qa_service.reader.export import export, write_card
+    """Export to int8 ONNX, fit the confidence calibration on held-out pairs, score it, and write the model card."""
+    from qa_service.reader.evaluate import calibrate, evaluate, held_out, rows_of
+    from qa_service.reader.export import CALIBRATION, export, write_card
     from qa_service.reader.onnx_reader import OnnxReader
 
-    export(work / "model", out)
-    reader = OnnxReader(out)
-    metrics = {name: evaluate(reader, eval_data / f"{name}.jsonl.gz", limit=limit) for name in ("tweetqa-dev", "xquad-en")}
     stats = json.loads((work / "train.json").read_text())
+    cfg = stats["config"]
+    export(work / "model", out)
+    unseen = held_out(data, int(cfg["limit"]), 2 * limit, int(cfg["seed"])) if int(cfg["limit"]) else []
+    reader = OnnxReader(out)
+    if unseen:
+        (out / CALIBRATION).write_text(json.dumps(calibrate(reader, unseen[limit:]), indent=2))
+        reader = OnnxReader(out)
+    metrics = {"tweetqa-dev": evaluate(reader, rows_of(data / "tweetqa-dev.jsonl.gz"), name="tweetqa-dev", limit=limit)}
+    if unseen:
+        metrics["held-out"] = evaluate(reader, unseen[:limit], name="training pool pairs not sampled")
     command = "qa-service reader train " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in stats["config"].items() if k in {"limit", "epochs", "max_length", "batch_size", "lr", "seed"}
+        f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k in {"limit", "epochs", "max_length", "batch_size", "lr", "seed", "max_steps"} and v
     ) + f" && qa-service reader export  # {shlex.join(sys.argv[1:])}"
     card = write_card(out, stats, metrics, command)
     typer.echo(json.dumps(metrics, indent=2))
@@ -67,7 +75,7 @@ def eval_cmd(
     limit: Annotated[int, typer.Option(help="questions (0: all)")] = 0,
 ) -> None:
     """The reader alone: span EM/F1, and how often it abstains on another context."""
-    from qa_service.reader.evaluate import evaluate
+    from qa_service.reader.evaluate import evaluate, rows_of
     from qa_service.reader.onnx_reader import OnnxReader
 
-    typer.echo(json.dumps(evaluate(OnnxReader(model), file, limit=limit), indent=2))
+    typer.echo(json.dumps(evaluate(OnnxReader(model), rows_of(file), name=file.name, limit=limit), indent=2))

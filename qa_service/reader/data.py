@@ -74,10 +74,13 @@ def with_negatives(pairs: list[Pair], *, hard: float, easy: float, seed: int) ->
 
 def featurize(tokenizer: Any, pair: Pair, max_length: int, stride: int = 64) -> Window | None:
     """The training window for a pair: the one holding the answer, or for a negative a window without it."""
-    enc = tokenizer(
-        pair.question, pair.context, truncation="only_second", max_length=max_length, stride=min(stride, max_length // 4),
-        return_overflowing_tokens=True, return_offsets_mapping=True,
-    )
+    try:
+        enc = tokenizer(
+            pair.question, pair.context, truncation="only_second", max_length=max_length, stride=min(stride, max_length // 4),
+            return_overflowing_tokens=True, return_offsets_mapping=True,
+        )
+    except Exception:  # a question too long to leave room for context in the window: not worth training on
+        return None
     answer = None if pair.answer_start is None and not pair.answer_text else (pair.answer_start, pair.answer_text)
     hard_negative = pair.answer_start is None and bool(pair.answer_text)
     for i in range(len(enc["input_ids"])):

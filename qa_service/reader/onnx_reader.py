@@ -4,6 +4,8 @@ never depend on what else is being read: the same passage gives the same span on
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from qa_service.reader.export import INPUTS, ONNX_NAME
+from qa_service.reader.export import CALIBRATION, INPUTS, ONNX_NAME
+
+MAX_QUESTION_TOKENS = 64  # a longer question is cut: the window must keep room for the passage
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class OnnxReader:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length, stride=stride, strategy="only_second")
+        self._words = Tokenizer.from_file(str(folder / "tokenizer.json"))  # no truncation: measures the question
+        self._words.no_truncation()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
@@ -39,6 +45,21 @@ class OnnxReader:
         self.threads = max(1, threads)
         self.max_answer_tokens = max_answer_tokens
         self._lock = threading.Lock()
+        cal = folder / CALIBRATION
+        self.calibration = json.loads(cal.read_text()) if cal.exists() else {"scale": 1.0, "bias": 0.0}
+
+    def confidence(self, score: float) -> float:
+        """P(the span is right), from a logistic fit of span correctness on the reader's score (held-out pairs)."""
+        if not math.isfinite(score):
+            return 0.0
+        z = self.calibration["scale"] * score + self.calibration["bias"]
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def _question(self, question: str) -> str:
+        enc = self._words.encode(question, add_special_tokens=False)
+        if len(enc.ids) <= MAX_QUESTION_TOKENS:
+            return question
+        return question[: enc.offsets[MAX_QUESTION_TOKENS - 1][1]]
 
     def _window_logits(self, enc: Any) -> tuple[np.ndarray, np.ndarray]:
         feed = {
@@ -72,9 +93,26 @@ class OnnxReader:
             return Span(passage, 0, 0, "", float("-inf"))
         return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - null)
 
+    def score_span(self, question: str, passage: str, start: int, end: int) -> float:
+        """The reader's score for a given span of a passage (character offsets): how much it prefers that span to
+        "no answer", in the best window holding it; -inf when no window holds it or it is too long."""
+        first = self.tokenizer.encode(self._question(question), passage)
+        best = float("-inf")
+        null = float("inf")
+        for enc in [first, *first.overflowing]:
+            with self._lock:
+                s, e = self._window_logits(enc)
+            null = min(null, float(s[0] + e[0]))
+            ctx = [j for j, q in enumerate(enc.sequence_ids) if q == 1]
+            inside = [j for j in ctx if enc.offsets[j][1] > start and enc.offsets[j][0] < end]
+            if inside and enc.offsets[ctx[0]][0] <= start and end <= enc.offsets[ctx[-1]][1] and len(inside) <= self.max_answer_tokens:
+                best = max(best, float(s[inside[0]] + e[inside[-1]]))
+        return best - null
+
     def read(self, question: str, passages: list[str]) -> list[Span]:
         """The best span of each passage, in the passages' order."""
         encoded = []
+        question = self._question(question)
         for text in passages:
             first = self.tokenizer.encode(question, text)
             encoded.append([first, *first.overflowing])

@@ -34,6 +34,7 @@ class TrainConfig:
     easy_negatives: float = 0.25
     seed: int = 13
     checkpoint_every: int = 200  # optimizer steps
+    max_steps: int = 0  # stop after this many optimizer steps, the schedule decaying to zero there (0: the epochs decide)
     threads: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +108,8 @@ class _Run:
         _save(path, {**state, "step": self.step, "losses": self.losses})
 
     def load(self, path: Path) -> None:
+        """Model, optimizer and the step reached; the schedule's step too, while its shape (the total) stays this
+        run's, so a resumed run with a smaller --max-steps decays to zero at its new end."""
         import torch
 
         state = torch.load(path, weights_only=False)
@@ -149,6 +152,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     windows = build_windows(cfg, tokenizer)
     per_epoch = math.ceil(len(windows) / cfg.batch_size)
     total = max(1, int(per_epoch * cfg.epochs))
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
     run = _Run(cfg, total)
     ckpt = cfg.out / CHECKPOINT
     if resume and ckpt.exists():

@@ -131,7 +131,8 @@ function renderAnswer(li, result) {
     li.append(sources);
   }
   const t = result.timings;
-  li.append(el("span", { class: "timing", text: `${(t.total_ms / 1000).toFixed(1)} s` + (t.first_token_ms ? ` · first token ${(t.first_token_ms / 1000).toFixed(1)} s` : "") }));
+  const sure = result.confidence != null && !result.refused ? ` · confidence ${Math.round(result.confidence * 100)}%` : "";
+  li.append(el("span", { class: "timing", text: `${(t.total_ms / 1000).toFixed(1)} s${sure}` + (t.first_token_ms ? ` · first token ${(t.first_token_ms / 1000).toFixed(1)} s` : "") }));
 }
 
 function chip(c) {
@@ -177,7 +178,7 @@ async function ask(question) {
   try {
     const resp = await fetch("/v1/chat", {
       method: "POST", headers: headers(),
-      body: JSON.stringify({ messages: history.slice(-12), filters: filters(), stream: true }),
+      body: JSON.stringify({ messages: history.slice(-12), filters: filters(), stream: true, mode: $("extractive").checked ? "extractive" : "generative" }),
     });
     if (!resp.ok) throw new Error(await errorMessage(resp));
     let result = null;

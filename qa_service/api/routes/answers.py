@@ -21,14 +21,14 @@ STREAMED: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-strea
 @router.post("/v1/ask", response_model=AskResponse, responses=STREAMED)
 def ask(req: AskRequest, svc: Svc, generations: Generations) -> Any:
     if req.stream:
-        return sse_response(svc.ask_stream(req.question, req.top_k, req.filters), generations.acquire())
+        return sse_response(svc.ask_stream(req.question, req.top_k, req.filters, mode=req.mode), generations.acquire())
     with generations.hold():
-        return svc.ask(req.question, req.top_k, req.filters)
+        return svc.ask(req.question, req.top_k, req.filters, mode=req.mode)
 
 
 @router.post("/v1/chat", response_model=AskResponse, responses=STREAMED)
 def chat(req: ChatRequest, svc: Svc, generations: Generations) -> Any:
-    events = svc.chat_stream(req.messages, req.top_k, req.filters)
+    events = svc.chat_stream(req.messages, req.top_k, req.filters, mode=req.mode)
     if req.stream:
         return sse_response(events, generations.acquire())
     with generations.hold():
