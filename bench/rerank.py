@@ -42,7 +42,7 @@ def read_set(name: str, folder: Path, candidates: int, limit: int | None) -> tup
     from qa_service.retrieval import where_from
     from qa_service.service import QAService
 
-    settings = Settings(collection=collection_for([folder / "corpus.jsonl"]))
+    settings = Settings(collection=collection_for([folder / "corpus.jsonl"]), reader=True)
     svc = QAService(settings, load_llm=False)
     assert svc.reader is not None
     qs = [q for q in load_questions(folder / "dev.jsonl", limit) if q["answerable"] and q.get("doc_id")]

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     dedup_threshold: float = Field(0.95, ge=0, le=1, description="cosine above which two chunks are duplicates")
 
     # reading: the trained extractive reader
-    reader: bool = Field(True, description="read the retrieved chunks with the trained reader: rerank, evidence, spans, confidence")
+    reader: bool = Field(False, description="read the retrieved chunks with the trained reader: rerank, evidence, spans; extractive mode needs it")
     reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
     reader_candidates: int = Field(20, ge=1, le=200, description="retrieved chunks the reader reads and reranks")
     reader_weight: float = Field(1.0, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")

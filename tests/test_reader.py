@@ -113,7 +113,7 @@ def test_choose_maps_an_answer_to_one_choice() -> None:
 
 @pytest.fixture(scope="module")
 def extractive_client(tmp_path_factory: pytest.TempPathFactory, embedder):  # type: ignore[no-untyped-def]
-    s = Settings(data_dir=tmp_path_factory.mktemp("extractive") / "store", answer_mode="extractive")
+    s = Settings(data_dir=tmp_path_factory.mktemp("extractive") / "store", answer_mode="extractive", reader=True)
     svc = QAService(s, embedder=embedder, load_llm=False)
     svc.ingest(load_paths([SEEDS]))
     with TestClient(create_app(s, service=svc)) as c:
@@ -153,4 +153,4 @@ def test_a_missing_reader_model_is_a_config_error(tmp_path: Path, embedder) -> N
     from qa_service.errors import ConfigError
 
     with pytest.raises(ConfigError, match="reader"):
-        QAService(Settings(data_dir=tmp_path / "s", reader_model=tmp_path / "none"), embedder=embedder, load_llm=False)
+        QAService(Settings(data_dir=tmp_path / "s", reader_model=tmp_path / "none", reader=True), embedder=embedder, load_llm=False)
