@@ -23,16 +23,10 @@ SETS = {
 
 
 def doc_metrics(ranked: list[list[str]], golds: list[str]) -> dict[str, float]:
-    from qa_service.eval.metrics import first_rank
+    from qa_service.eval.metrics import first_rank, rank_scores
 
-    ranks = [first_rank(docs[:10], gold) for docs, gold in zip(ranked, golds, strict=True)]
-    n = len(ranks)
-    return {
-        "hit1": round(sum(r == 1 for r in ranks) / n, 4),
-        "hit5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
-        "hit10": round(sum(r is not None for r in ranks) / n, 4),
-        "mrr10": round(sum(1 / r for r in ranks if r) / n, 4),
-    }
+    rows = [rank_scores(first_rank(docs[:10], gold)) for docs, gold in zip(ranked, golds, strict=True)]
+    return {key: round(sum(r[key] for r in rows) / len(rows), 4) for key in ("hit1", "hit5", "hit10", "mrr10")}
 
 
 def read_set(name: str, folder: Path, candidates: int, limit: int | None) -> tuple[list[list[Any]], list[str], float]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from qa_service.citations import Verdict, support
 from qa_service.passages import Passage
-from qa_service.reading import Read, Reader
+from qa_service.reading import Read, Reader, sentence_of
 from qa_service.schemas import AnswerSpan
 from qa_service.text import sentences
 
@@ -36,7 +36,7 @@ def extractive(top: Read, reader: Reader) -> Composed:
     """The reader alone: its span's sentence as the answer, cited to the one passage it comes from."""
     text = top.hit.chunk.text
     spans = sentences(text) or [(0, len(text))]
-    s, e = next(((s, e) for s, e in spans if s <= top.span.start < e), (0, len(text)))
+    s, e = spans[sentence_of(spans, top.span.start)]
     base = top.hit.chunk.start
     passage = Passage(1, top.hit, text[s:e].strip(), [(base + s, base + e)])
     verdict = Verdict(answer=f"{passage.text.rstrip()} [1]", short=top.span.text.strip(" .,;:"), cited=[1])

@@ -67,7 +67,8 @@ def first_answer(reads: list[Read], min_score: float) -> Read | None:
     return next((r for r in reads if r.span.score >= min_score), None)
 
 
-def _sentence_of(spans: list[tuple[int, int]], start: int) -> int:
+def sentence_of(spans: list[tuple[int, int]], start: int) -> int:
+    """The index of the sentence span that holds (or, in a gap, follows) a character offset."""
     return next((j for j, (_, e) in enumerate(spans) if start < e), len(spans) - 1)
 
 
@@ -80,7 +81,7 @@ def evidence(reads: list[Read], budget: int, *, neighbours: int = 1) -> list[Pas
     used = 0
     for r in useful:
         spans = sentences(r.hit.chunk.text) or [(0, len(r.hit.chunk.text))]
-        j = _sentence_of(spans, r.span.start)
+        j = sentence_of(spans, r.span.start)
         cost = count_tokens(f"[0] {label(r.hit.chunk.title)}\n") + count_tokens(r.hit.chunk.text[spans[j][0] : spans[j][1]])
         if chosen and used + cost > budget:
             continue

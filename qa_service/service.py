@@ -54,7 +54,7 @@ class Plan:
 
     passages: list[Passage]
     reads: list[Read]  # empty without the reader
-    top: Read | None  # the reader's best span among the passages shown
+    top: Read | None  # the first reranked read whose span clears QA_READER_MIN_SCORE
     ask_llm: bool
 
 

@@ -45,6 +45,14 @@ def first_rank(doc_ids: list[str], gold: str) -> int | None:
     return None
 
 
+def rank_scores(rank: int | None) -> dict[str, float]:
+    """Hits@1/5/10 and reciprocal rank (within the first 10) of the gold document's rank, 1-based, or None."""
+    return {
+        "hit1": float(rank == 1), "hit5": float(rank is not None and rank <= 5), "hit10": float(rank is not None and rank <= 10),
+        "mrr10": 1 / rank if rank and rank <= 10 else 0.0,
+    }
+
+
 def percentile(values: list[float], q: float, digits: int = 1) -> float | None:
     """The nearest-rank percentile (the smallest value with at least q% of the values at or below it), rounded.
     The eval reports and every benchmark use this one definition."""

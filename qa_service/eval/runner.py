@@ -34,7 +34,7 @@ def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mod
     gold = q.get("doc_id")
     if gold and q["answerable"]:
         rank = m.first_rank(docs, gold)
-        out.update(rank=rank, hit1=float(rank == 1), hit5=float(rank is not None and rank <= 5), hit10=float(rank is not None), mrr10=1 / rank if rank else 0.0)
+        out.update(rank=rank, **m.rank_scores(rank))
         if q.get("evidence"):
             ev = normalize(q["evidence"])
             out["passage_hit5"] = float(any(ev in normalize(r.text) for r in results[:5]))

@@ -70,13 +70,29 @@ class OnnxReader:
         start, end = self.session.run(None, {k: feed[k] for k in INPUTS})
         return np.asarray(start[0], dtype=np.float64), np.asarray(end[0], dtype=np.float64)
 
+    def _windows(self, question: str, text: str) -> list[Any]:
+        """The question (already cut) with each window of the passage, as the model reads them."""
+        first = self.tokenizer.encode(question, text)
+        return [first, *first.overflowing]
+
+    def _run(self, windows: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each window's start and end logits, each run alone; on up to `threads` threads."""
+        with self._lock:
+            if self.threads > 1 and len(windows) > 1:
+                with ThreadPoolExecutor(min(self.threads, len(windows))) as pool:
+                    return list(pool.map(self._window_logits, windows))
+            return [self._window_logits(w) for w in windows]
+
+    @staticmethod
+    def _null(logits: list[tuple[np.ndarray, np.ndarray]]) -> float:
+        """The passage's "no answer" score: its [CLS] start + end logits, in the window that likes it least."""
+        return min((float(s[0] + e[0]) for s, e in logits), default=float("inf"))
+
     def _best(self, passage: int, text: str, windows: list[Any], logits: list[tuple[np.ndarray, np.ndarray]]) -> Span:
         best: tuple[float, int, int] | None = None
-        null = float("inf")
         for enc, (s, e) in zip(windows, logits, strict=True):
             seq = np.array([x if x is not None else -1 for x in enc.sequence_ids])
             ctx = seq == 1
-            null = min(null, float(s[0] + e[0]))
             pair = s[:, None] + e[None, :]
             n = len(s)
             i, j = np.indices((n, n))
@@ -91,39 +107,24 @@ class OnnxReader:
                 best = cand
         if best is None:
             return Span(passage, 0, 0, "", float("-inf"))
-        return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - null)
+        return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - self._null(logits))
 
     def score_span(self, question: str, passage: str, start: int, end: int) -> float:
         """The reader's score for a given span of a passage (character offsets): how much it prefers that span to
         "no answer", in the best window holding it; -inf when no window holds it or it is too long."""
-        first = self.tokenizer.encode(self._question(question), passage)
+        windows = self._windows(self._question(question), passage)
+        logits = self._run(windows)
         best = float("-inf")
-        null = float("inf")
-        for enc in [first, *first.overflowing]:
-            with self._lock:
-                s, e = self._window_logits(enc)
-            null = min(null, float(s[0] + e[0]))
+        for enc, (s, e) in zip(windows, logits, strict=True):
             ctx = [j for j, q in enumerate(enc.sequence_ids) if q == 1]
             inside = [j for j in ctx if enc.offsets[j][1] > start and enc.offsets[j][0] < end]
             if inside and enc.offsets[ctx[0]][0] <= start and end <= enc.offsets[ctx[-1]][1] and len(inside) <= self.max_answer_tokens:
                 best = max(best, float(s[inside[0]] + e[inside[-1]]))
-        return best - null
+        return best - self._null(logits)
 
     def read(self, question: str, passages: list[str]) -> list[Span]:
         """The best span of each passage, in the passages' order."""
-        encoded = []
         question = self._question(question)
-        for text in passages:
-            first = self.tokenizer.encode(question, text)
-            encoded.append([first, *first.overflowing])
-        flat = [(p, w) for p, windows in enumerate(encoded) for w in windows]
-        with self._lock:
-            if self.threads > 1 and len(flat) > 1:
-                with ThreadPoolExecutor(min(self.threads, len(flat))) as pool:
-                    logits = list(pool.map(lambda pw: self._window_logits(pw[1]), flat))
-            else:
-                logits = [self._window_logits(w) for _, w in flat]
-        per: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in passages]
-        for (p, _), lg in zip(flat, logits, strict=True):
-            per[p].append(lg)
-        return [self._best(p, text, encoded[p], per[p]) for p, text in enumerate(passages)]
+        encoded = [self._windows(question, text) for text in passages]
+        logits = iter(self._run([w for windows in encoded for w in windows]))
+        return [self._best(p, text, encoded[p], [next(logits) for _ in encoded[p]]) for p, text in enumerate(passages)]
