@@ -24,6 +24,7 @@ def _kind(name: str, status: int, code: str, doc: str) -> type[QAError]:
 
 ConfigError = _kind("ConfigError", 500, "config_error", "A setting, prompt file or model the service needs is missing or wrong.")
 BadRequest = _kind("BadRequest", 422, "invalid_request", "The request is well formed JSON but asks for something the service refuses.")
+NotEnabled = _kind("NotEnabled", 409, "not_enabled", "The request needs a feature this server's settings leave off (the reader).")
 NotFound = _kind("NotFound", 404, "not_found", "No such document.")
 PayloadTooLarge = _kind("PayloadTooLarge", 413, "payload_too_large", "Over a size limit: a body, a document, or a question for the context.")
 BackendUnavailable = _kind("BackendUnavailable", 503, "backend_unavailable", "Chroma or the LLM cannot be reached, or answered with an error.")

@@ -13,7 +13,7 @@ from qa_service.citations import AnswerFilter, Verdict, cite
 from qa_service.compose import Composed, extractive, with_reader
 from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
-from qa_service.errors import BadRequest, NotFound
+from qa_service.errors import BadRequest, NotEnabled, NotFound
 from qa_service.generation import Generator, Prompts, needs_context
 from qa_service.grounding import ground, refusal, worth_asking
 from qa_service.ingest.loaders import Loaded
@@ -154,7 +154,7 @@ class QAService:
         query = self._check_question(query, "query")
         k = self._k(top_k)
         if rerank and self.reader is None:
-            raise BadRequest("rerank needs the reader (QA_READER=true)")
+            raise NotEnabled("rerank needs the reader, which this server has off (QA_READER=true turns it on)")
         hits: list[Retrieved] = [r.hit for r in self._read(query, k, filters)[:k]] if rerank else self.retriever.search(query, k, where_from(filters))
         return [
             SearchResult(
@@ -179,7 +179,7 @@ class QAService:
     def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode) -> Plan:
         if self.reader is None:
             if mode == "extractive":
-                raise BadRequest("extractive mode needs the reader (QA_READER=true)")
+                raise NotEnabled("extractive mode needs the reader, which this server has off (QA_READER=true turns it on)")
             gen = self.generator
             hits = self.retriever.search(question, k, where_from(filters))
             passages = select_passages(question, hits, self.embedder, gen.passage_budget(question), self.lexical.term_weights) if hits else []

@@ -149,6 +149,15 @@ def test_an_unknown_mode_is_a_clear_error(extractive_client: TestClient) -> None
     assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message"}
 
 
+def test_reader_features_on_a_server_without_the_reader_are_a_409(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    s = Settings(data_dir=tmp_path / "s")
+    with TestClient(create_app(s, service=QAService(s, embedder=embedder, load_llm=False))) as client:
+        for path, body in (("/v1/search", {"query": "Where?", "rerank": True}), ("/v1/ask", {"question": "Where?", "mode": "extractive"})):
+            r = client.post(path, json=body)
+            assert r.status_code == 409, r.text
+            assert r.json()["error"]["code"] == "not_enabled" and "QA_READER" in r.json()["error"]["message"]
+
+
 def test_a_missing_reader_model_is_a_config_error(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     from qa_service.errors import ConfigError
 
