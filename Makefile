@@ -63,6 +63,7 @@ bench: install
 	$(PY) bench/ask_latency.py --models qwen2.5-coder-1.5b-instruct-q4_k_m qwen2.5-coder-0.5b-instruct-q4_k_m smollm2-135m-instruct-q4_1
 	$(PY) bench/encoder.py
 	$(PY) bench/rerank.py
+	$(PY) bench/time_prior.py
 	$(PY) bench/ingest.py
 	$(PY) bench/retrieval.py --sizes 10000 100000
 	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json

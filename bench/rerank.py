@@ -15,11 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SETS = {
-    "qamr": ROOT.parent / "shared/eval/qamr-wikinews",
-    "realtimeqa": ROOT.parent / "shared/eval/realtimeqa-2023",
-}
+from stats import DEV_SETS as SETS  # bench/ is on sys.path when a script runs
+from stats import ROOT
 
 
 def doc_metrics(ranked: list[list[str]], golds: list[str]) -> dict[str, float]:

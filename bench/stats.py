@@ -1,4 +1,4 @@
-"""Helpers the bench scripts share: a real server to measure the API through."""
+"""Helpers the bench scripts share: the dev sets, and a real server to measure the API through."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_SETS = {  # dev sets with an eval collection each (`qa-service eval --search-only` once makes it)
+    "qamr": ROOT.parent / "shared/eval/qamr-wikinews",
+    "realtimeqa": ROOT.parent / "shared/eval/realtimeqa-2023",
+}
 
 
 @contextmanager

@@ -105,6 +105,9 @@ def _filters(source: str | None, doc_id: str | None, after: str | None, before: 
     return Filters(source=source, doc_id=doc_id, published_after=day(after, "--after"), published_before=day(before, "--before"))
 
 
+AS_OF_HELP = "the moment the question is asked (ISO date or datetime): later articles are hidden, 'this week' counts from it"
+
+
 @app.command()
 def ask(
     question: str,
@@ -115,12 +118,13 @@ def ask(
     published_before: Annotated[str | None, typer.Option()] = None,
     k: Annotated[int | None, typer.Option("--k", help="passages to retrieve")] = None,
     mode: Annotated[Mode | None, typer.Option(help="generative (LLM from the reader's evidence) or extractive (the reader alone)")] = None,
+    as_of: Annotated[str | None, typer.Option(help=AS_OF_HELP)] = None,
 ) -> None:
     """Answer a question from the stored articles, streaming to the terminal."""
     svc = _service(load_llm=(mode or settings().answer_mode) == "generative")
     final = None
     try:
-        for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before), mode=mode):
+        for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before), mode=mode, as_of=as_of):
             if ev.event == "token" and not as_json:
                 typer.echo(ev.data, nl=False)
             elif ev.event == "done":
@@ -149,11 +153,12 @@ def search(
     query: str,
     k: Annotated[int | None, typer.Option("--k")] = None,
     rerank: Annotated[bool, typer.Option("--rerank", help="reorder with the trained reader")] = False,
+    as_of: Annotated[str | None, typer.Option(help=AS_OF_HELP)] = None,
 ) -> None:
     """Retrieval only (no LLM), as JSON."""
     svc = _service(load_llm=False)
     try:
-        results = svc.search(query, k, rerank=rerank)
+        results = svc.search(query, k, rerank=rerank, as_of=as_of)
     except QAError as exc:
         _fail(exc)
     typer.echo(json.dumps([r.model_dump() for r in results], indent=2, ensure_ascii=False))
@@ -230,6 +235,7 @@ def eval_cmd(
     search_only: Annotated[bool, typer.Option("--search-only", help="retrieval metrics only, no LLM")] = False,
     mode: Annotated[Mode | None, typer.Option(help="answer mode: generative or extractive (default QA_ANSWER_MODE)")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="empty the corpus collection first (else re-ingest is a no-op for stored articles)")] = False,
+    as_of: Annotated[bool, typer.Option("--as-of/--no-as-of", help="ask each question as of its question_date, when it has one")] = True,
     limit: Annotated[int | None, typer.Option(help="first N questions")] = None,
     baseline: Annotated[Path | None, typer.Option(help="summary.json to compare against")] = None,
 ) -> None:
@@ -237,7 +243,7 @@ def eval_cmd(
     from qa_service.eval.report import write_report
     from qa_service.eval.runner import compare, run
 
-    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit, mode=mode, fresh=fresh)
+    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit, mode=mode, fresh=fresh, as_of=as_of)
     typer.echo(json.dumps(summary["overall"], indent=2))
     deltas = None
     if baseline is not None:

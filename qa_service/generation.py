@@ -17,6 +17,7 @@ from qa_service.ingest.chunking import count_tokens
 from qa_service.llm.base import StreamingLLM
 from qa_service.llm.langchain_adapter import ProtocolChatModel
 from qa_service.passages import Passage, format_passages
+from qa_service.timeframe import TimeFrame
 
 
 @dataclass
@@ -71,8 +72,11 @@ class Generator:
             raise PayloadTooLarge(f"question is {q} tokens; it leaves no room for passages in a {self.context}-token context")
         return min(self.context_tokens, spare)
 
-    def stream(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        yield from self.chain.stream({"passages": format_passages(passages), "question": question})
+    def stream(self, question: str, passages: list[Passage], tf: TimeFrame | None = None) -> Iterator[str]:
+        """The answer's tokens. A time-relative question ("this week") is sent with the day it is asked, so the
+        model can match it against the passages' dates."""
+        asked = f"{question} (asked on {tf.as_of.isoformat()})" if tf is not None and tf.relative else question
+        yield from self.chain.stream({"passages": format_passages(passages), "question": asked})
 
     def warmup(self) -> None:
         """Evaluate the stable instruction prefix once, so the engine's prompt cache holds it before any question."""

@@ -143,7 +143,7 @@ def select_passages(
     texts = [_text_of(hits[u.hit], u.start, u.end) for u in units]
     score = _scores(question, texts, units, hits, embedder, term_weights)
     cost = [count_tokens(t) + 1 for t in texts]
-    label_cost = [count_tokens(f"[{i + 1}] {label(h.chunk.title)}\n") for i, h in enumerate(hits)]
+    label_cost = [count_tokens(f"[{i + 1}] {label(h.chunk.title)}{dateline(h.chunk.published_at)}\n") for i, h in enumerate(hits)]
     chosen = _choose(units, score, len(hits), _Budget(units, cost, label_cost, budget))
     passages: list[Passage] = []
     for i, h in enumerate(hits):
@@ -159,4 +159,10 @@ def label(title: str) -> str:
 
 
 def format_passages(passages: list[Passage]) -> str:
-    return "\n\n".join(f"[{p.n}] {label(p.hit.chunk.title)}\n{p.text}" for p in passages)
+    """Each passage under its number and title, with its publication date when it has one (the model needs it to
+    tell this week's news from last year's)."""
+    return "\n\n".join(f"[{p.n}] {label(p.hit.chunk.title)}{dateline(p.hit.chunk.published_at)}\n{p.text}" for p in passages)
+
+
+def dateline(published_at: str | None) -> str:
+    return f" (published {published_at[:10]})" if published_at else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from qa_service.ingest.chunking import count_tokens
-from qa_service.passages import Passage, label
+from qa_service.passages import Passage, dateline, label
 from qa_service.reader.onnx_reader import Span
 from qa_service.retrieval import Retrieved
 from qa_service.text import sentences
@@ -82,7 +82,7 @@ def evidence(reads: list[Read], budget: int, *, neighbours: int = 1) -> list[Pas
     for r in useful:
         spans = sentences(r.hit.chunk.text) or [(0, len(r.hit.chunk.text))]
         j = sentence_of(spans, r.span.start)
-        cost = count_tokens(f"[0] {label(r.hit.chunk.title)}\n") + count_tokens(r.hit.chunk.text[spans[j][0] : spans[j][1]])
+        cost = count_tokens(f"[0] {label(r.hit.chunk.title)}{dateline(r.hit.chunk.published_at)}\n") + count_tokens(r.hit.chunk.text[spans[j][0] : spans[j][1]])
         if chosen and used + cost > budget:
             continue
         chosen.append((r, spans, {j}))

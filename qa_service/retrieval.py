@@ -1,4 +1,4 @@
-"""Dense + BM25 retrieval fused by reciprocal rank fusion, with filters and near-duplicate collapsing."""
+"""Dense + BM25 retrieval fused by reciprocal rank fusion, with filters, a date prior and near-duplicate collapsing."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from qa_service.embedding import Embedder
 from qa_service.schemas import Filters
 from qa_service.store.base import ChunkRecord, ChunkStore, Where, date_key
 from qa_service.store.lexical import LexicalIndex
+from qa_service.timeframe import TimeFrame, key_date, prior
 
 
 @dataclass
@@ -22,12 +23,13 @@ class Retrieved:
     embedding: np.ndarray
 
 
-def where_from(filters: Filters | None) -> Where:
+def where_from(filters: Filters | None, tf: TimeFrame | None = None) -> Where:
+    as_of = date_key(tf.as_of.isoformat()) if tf is not None and tf.filter else None
     if filters is None:
-        return Where()
+        return Where(as_of=as_of)
     after = date_key(filters.published_after.isoformat()) if filters.published_after else None
     before = date_key(filters.published_before.isoformat()) if filters.published_before else None
-    return Where(source=filters.source, doc_id=filters.doc_id, after=after, before=before)
+    return Where(source=filters.source, doc_id=filters.doc_id, after=after, before=before, as_of=as_of)
 
 
 def _text_key(text: str) -> str:
@@ -41,7 +43,27 @@ class Retriever:
         self.lexical = lexical
         self.settings = settings
 
-    def search(self, query: str, k: int, where: Where, *, hybrid: bool | None = None) -> list[Retrieved]:
+    def _date_prior(self, fused: dict[str, float], tf: TimeFrame) -> None:
+        """Add the date prior, weighted like one more ranking's top vote. Undated candidates get the mean prior of
+        the dated ones, so the prior orders dated articles among themselves and does nothing in an undated store."""
+        s = self.settings
+        half_life = s.window_half_life_days if tf.window is not None else s.recency_half_life_days
+        dates = {cid: key_date(key) for cid, key in self.lexical.dates_of(list(fused)).items()}
+        newest = max((d for d in dates.values() if d is not None and d <= tf.as_of), default=None)
+        fits = {cid: prior(dates.get(cid), tf, half_life, newest) for cid in fused}
+        known = [p for p in fits.values() if p is not None]
+        if not known:
+            return
+        neutral = sum(known) / len(known)
+        vote = s.time_weight * max(s.dense_weight, s.lexical_weight) / (s.rrf_k + 1)
+        for cid, fit in fits.items():
+            fused[cid] += vote * (neutral if fit is None else fit)
+
+    def search(self, query: str, k: int, where: Where, *, hybrid: bool | None = None, tf: TimeFrame | None = None) -> list[Retrieved]:
+        """The k best chunks for the query; with a time frame, every candidate's score gets the date prior.
+
+        The question's window only weighs in the prior: a second search restricted to the window, fused in,
+        measured worse on RealTimeQA (doc Hits@10 0.774 -> 0.743 at a quarter weight; docs/time.md)."""
         s = self.settings
         use_hybrid = s.hybrid if hybrid is None else hybrid
         q = self.embedder.embed_query(query)
@@ -52,6 +74,8 @@ class Retriever:
         if use_hybrid:
             for rank, (cid, _) in enumerate(self.lexical.query_ids(query, n_cand, where)):
                 fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank + 1)
+            if tf is not None and s.time_weight > 0:
+                self._date_prior(fused, tf)
         order = sorted(fused, key=lambda c: -fused[c])
         out: list[Retrieved] = []
         seen_text: set[str] = set()

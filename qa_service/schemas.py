@@ -14,7 +14,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-NOT_BLANK = r"\S"
+NOT_BLANK = r"[^\s\x1c-\x1f]"  # str.strip() also strips the information separators U+001C-U+001F
 
 
 class Filters(Strict):
@@ -32,7 +32,26 @@ class Filters(Strict):
         return v
 
 
-class SearchRequest(Strict):
+AS_OF = Field(
+    None,
+    description="the moment the question is asked (ISO date or datetime; default now): articles published later are hidden, "
+    "and 'this week', 'on Monday', 'in February' count back from it",
+    examples=["2023-01-05"],
+)
+
+
+class AsOfField(Strict):
+    as_of: dt.datetime | dt.date | None = AS_OF
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of_text(cls, v: object) -> object:
+        if v is not None and not isinstance(v, (str, dt.date)):
+            raise ValueError("expected an ISO date or datetime string")
+        return v
+
+
+class SearchRequest(AsOfField):
     query: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
@@ -59,7 +78,7 @@ class SearchResponse(BaseModel):
 Mode = Literal["generative", "extractive"]
 
 
-class AskRequest(Strict):
+class AskRequest(AsOfField):
     question: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
@@ -72,7 +91,7 @@ class ChatMessage(Strict):
     content: str = Field(..., min_length=1, max_length=20_000, pattern=NOT_BLANK)
 
 
-class ChatRequest(Strict):
+class ChatRequest(AsOfField):
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=50)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None

@@ -38,6 +38,7 @@ from qa_service.store import open_store
 from qa_service.store.base import DocRecord, Store
 from qa_service.store.lexical import LexicalIndex
 from qa_service.store.writer_lock import WriterLock
+from qa_service.timeframe import AsOf, TimeFrame, dated, frame
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class QAService:
         self.writer = WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
+            self.store.upgrade()
         self._llm = llm
         self._llm_lock = threading.Lock()
         self._generator: Generator | None = None
@@ -143,19 +145,31 @@ class QAService:
             raise BadRequest(f"{field} has {len(text)} characters; the limit is {self.settings.max_question_chars}", code="question_too_long")
         return text
 
-    def _read(self, question: str, k: int, filters: Filters | None) -> list[Read]:
+    def _frame(self, question: str, as_of: AsOf | None) -> TimeFrame:
+        try:
+            return frame(question, as_of)
+        except ValueError as exc:
+            raise BadRequest(str(exc), code="invalid_as_of") from None
+
+    def _retrieve(self, question: str, k: int, filters: Filters | None, tf: TimeFrame) -> list[Retrieved]:
+        return self.retriever.search(question, k, where_from(filters, tf), tf=tf)
+
+    def _read(self, question: str, k: int, filters: Filters | None, tf: TimeFrame) -> list[Read]:
         """Retrieve the reader's candidates, read each whole, and rerank them."""
         assert self.reader is not None
         s = self.settings
-        hits = self.retriever.search(question, max(k, s.reader_candidates), where_from(filters))
+        hits = self._retrieve(question, max(k, s.reader_candidates), filters, tf)
         return rerank(read(self.reader, question, hits), reader_weight=s.reader_weight, rrf_k=s.rrf_k)
 
-    def search(self, query: str, top_k: int | None = None, filters: Filters | None = None, *, rerank: bool = False) -> list[SearchResult]:
+    def search(
+        self, query: str, top_k: int | None = None, filters: Filters | None = None, *, rerank: bool = False, as_of: AsOf | None = None
+    ) -> list[SearchResult]:
         query = self._check_question(query, "query")
         k = self._k(top_k)
+        tf = self._frame(query, as_of)
         if rerank and self.reader is None:
             raise NotEnabled("rerank needs the reader, which this server has off (QA_READER=true turns it on)")
-        hits: list[Retrieved] = [r.hit for r in self._read(query, k, filters)[:k]] if rerank else self.retriever.search(query, k, where_from(filters))
+        hits: list[Retrieved] = [r.hit for r in self._read(query, k, filters, tf)[:k]] if rerank else self._retrieve(query, k, filters, tf)
         return [
             SearchResult(
                 chunk_id=h.chunk.chunk_id,
@@ -173,19 +187,21 @@ class QAService:
         ]
 
     # answering
-    def ask(self, question: str, top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None) -> AskResponse:
-        return final_answer(self.ask_stream(question, top_k, filters, mode=mode))
+    def ask(
+        self, question: str, top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None, as_of: AsOf | None = None
+    ) -> AskResponse:
+        return final_answer(self.ask_stream(question, top_k, filters, mode=mode, as_of=as_of))
 
-    def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode) -> Plan:
+    def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode, tf: TimeFrame) -> Plan:
         if self.reader is None:
             if mode == "extractive":
                 raise NotEnabled("extractive mode needs the reader, which this server has off (QA_READER=true turns it on)")
             gen = self.generator
-            hits = self.retriever.search(question, k, where_from(filters))
+            hits = self._retrieve(question, k, filters, tf)
             passages = select_passages(question, hits, self.embedder, gen.passage_budget(question), self.lexical.term_weights) if hits else []
             return Plan(passages, [], None, bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity))
         budget = self.generator.passage_budget(question) if mode == "generative" else 0
-        reads = self._read(question, k, filters)[:k]
+        reads = self._read(question, k, filters, tf)[:k]
         top = first_answer(reads, self.settings.reader_min_score)
         if top is None:
             return Plan([], reads, None, False)
@@ -194,18 +210,20 @@ class QAService:
         return Plan(evidence(reads, budget), reads, top, True)
 
     def ask_stream(
-        self, question: str, top_k: int | None = None, filters: Filters | None = None, *, asked: str | None = None, mode: Mode | None = None
+        self, question: str, top_k: int | None = None, filters: Filters | None = None, *, asked: str | None = None, mode: Mode | None = None,
+        as_of: AsOf | None = None,
     ) -> Iterator[StreamEvent]:
         t0 = time.perf_counter()
         question = self._check_question(question)
         mode = mode or self.settings.answer_mode
-        plan = self._plan(question, self._k(top_k), filters, mode)
+        tf = self._frame(question, as_of)
+        plan = self._plan(question, self._k(top_k), filters, mode, tf)
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""
         if plan.ask_llm:
             visible = AnswerFilter()
-            for delta in self.generator.stream(question, plan.passages):
+            for delta in self.generator.stream(question, plan.passages, tf):
                 if first_token is None:
                     first_token = time.perf_counter()
                 raw += delta
@@ -216,7 +234,7 @@ class QAService:
             if tail:
                 yield StreamEvent("token", tail)
         t2 = time.perf_counter()
-        resp = self._answer(raw, plan, question, mode)
+        resp = self._answer(raw, plan, question, mode, tf)
         resp.timings = Timings(
             retrieve_ms=round((t1 - t0) * 1000, 1),
             generate_ms=round((t2 - t1) * 1000, 1),
@@ -242,7 +260,7 @@ class QAService:
             return extractive(plan.top, self.reader) if trusted else Composed(verdict, plan.passages, None, None)
         return with_reader(verdict, plan.passages, plan.reads, self.reader, question)
 
-    def _answer(self, raw: str, plan: Plan, question: str, mode: Mode) -> AskResponse:
+    def _answer(self, raw: str, plan: Plan, question: str, mode: Mode, tf: TimeFrame) -> AskResponse:
         c = self._compose(raw, plan, question)
         v: Verdict = c.verdict
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
@@ -250,8 +268,10 @@ class QAService:
             return AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
         by_n = {p.n: p for p in c.passages}
         docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
+        citations = cite(v, c.passages, docs)
+        answer = dated(v.answer, citations[0].published_at if citations else None) if tf.relative else v.answer
         return AskResponse(
-            answer=v.answer, short_answer=v.short, refused=False, citations=cite(v, c.passages, docs), timings=empty,
+            answer=answer, short_answer=v.short, refused=False, citations=citations, timings=empty,
             mode=mode, confidence=c.confidence, span=c.span,
         )
 
@@ -270,10 +290,11 @@ class QAService:
         return text if 3 <= len(text) <= self.settings.max_question_chars else last
 
     def chat_stream(
-        self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None
+        self, messages: list[ChatMessage], top_k: int | None = None, filters: Filters | None = None, *, mode: Mode | None = None,
+        as_of: AsOf | None = None,
     ) -> Iterator[StreamEvent]:
         question = self.standalone_question(messages)
-        yield from self.ask_stream(question, top_k, filters, asked=question, mode=mode)
+        yield from self.ask_stream(question, top_k, filters, asked=question, mode=mode, as_of=as_of)
 
 
 def final_answer(events: Iterable[StreamEvent]) -> AskResponse:

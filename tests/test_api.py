@@ -107,6 +107,13 @@ def test_search_and_documents(client: TestClient) -> None:
     assert add.status_code == 200 and add.json()["added"] == 1
     again = client.post("/v1/documents", json={"documents": [{"id": "api-1", "title": "Bridge", "text": "Lisbon opened a bridge.", "source": "Test"}]})
     assert again.json()["unchanged"] == 1 and again.json()["chunks_written"] == 0
+    dated = {"id": "api-2", "title": "Bridge", "text": "Porto opened a footbridge over the Douro.", "published_at": "2024-03-05"}
+    assert client.post("/v1/documents", json={"documents": [dated]}).status_code == 200
+    seen = client.post("/v1/search", json={"query": "Porto footbridge Douro", "top_k": 3, "as_of": "2024-03-05T09:00:00Z"}).json()
+    assert seen["results"][0]["doc_id"] == "api-2" and seen["results"][0]["published_at"] == "2024-03-05"
+    before = client.post("/v1/search", json={"query": "Porto footbridge Douro", "top_k": 3, "as_of": "2024-03-04"}).json()
+    assert "api-2" not in [x["doc_id"] for x in before["results"]]  # published after the question was asked
+    assert client.delete("/v1/documents/api-2").status_code == 204
     assert client.delete("/v1/documents/api-1").status_code == 204
     assert_error(client.get("/v1/documents/api-1"), 404)
     assert_error(client.delete("/v1/documents/api-1"), 404)
@@ -122,6 +129,9 @@ def test_search_and_documents(client: TestClient) -> None:
         ("/v1/ask", {"question": "ok?", "top_k": 10_000}, 422),
         ("/v1/ask", {"question": "ok?", "filters": {"published_after": "yesterday"}}, 422),
         ("/v1/ask", {"question": "ok?", "unknown": 1}, 422),
+        ("/v1/ask", {"question": "ok?", "as_of": "next Tuesday"}, 422),
+        ("/v1/chat", {"messages": [{"role": "user", "content": "ok?"}], "as_of": 1700000000}, 422),
+        ("/v1/search", {"query": "ok?", "as_of": "2023-02-30"}, 422),
         ("/v1/search", {"query": 5}, 422),
         ("/v1/documents", {"documents": []}, 422),
         ("/v1/documents", {"documents": [{"title": "no text"}]}, 422),

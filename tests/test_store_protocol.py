@@ -71,6 +71,10 @@ def test_query_is_nearest_first_and_honours_filters(store: Store) -> None:
     assert {c for c, _ in store.query(vecs[2], 10, Where(doc_id="b"))} == {"b:0"}
     assert {c for c, _ in store.query(vecs[0], 10, Where(after=20250101))} == {"b:0"}
     assert {c for c, _ in store.query(vecs[0], 10, Where(before=20241231))} == {"a:0", "a:1"}
+    store.upsert_chunks([chunk("c", 0)], vectors(1, seed=3))  # undated
+    assert {c for c, _ in store.query(vecs[0], 10, Where(before=20251231))} == {"a:0", "a:1", "b:0"}  # undated stays out
+    assert {c for c, _ in store.query(vecs[0], 10, Where(as_of=20241231))} == {"a:0", "a:1", "c:0"}  # later hidden, undated kept
+    assert {c for c, _ in store.query(vecs[0], 10, Where(as_of=20250102))} == {"a:0", "a:1", "b:0", "c:0"}  # the same day is visible
     hits = store.get_chunks_with_embeddings(["a:1"])
     assert hits[0].embedding is not None and np.allclose(hits[0].embedding, vecs[1], atol=1e-5)
 
@@ -110,3 +114,16 @@ def test_journal_holds_the_pending_batch(store: Store) -> None:
     assert store.pending() == ["c"]
     store.clear_pending()
     assert store.pending() == []
+
+
+def test_upgrade_gives_old_undated_chunks_the_marker_the_as_of_filter_needs(store: Store) -> None:
+    fill(store)
+    old = chunk("old", 0)
+    meta = old.metadata()
+    del meta["published_ts"]  # as an earlier version wrote it
+    store.chunks.upsert(ids=[old.chunk_id], embeddings=[vectors(1, seed=9)[0].tolist()], documents=[old.text], metadatas=[meta])  # type: ignore[attr-defined]
+    assert "old:0" not in {c for c, _ in store.query(vectors(1, seed=9)[0], 10, Where(as_of=20991231))}
+    assert store.upgrade() == 1
+    assert store.upgrade() == 0  # idempotent, and later opens skip the scan
+    assert "old:0" in {c for c, _ in store.query(vectors(1, seed=9)[0], 10, Where(as_of=20991231))}
+    assert store.get_chunks(["old:0"])[0] == old

@@ -159,6 +159,14 @@ def test_upload_then_ask_then_delete(page, tmp_path: Path) -> None:  # type: ign
 
     answer = ask(page, "How many visitors did the Harbor Lights Festival draw?")
     assert "12,400" in answer.inner_text()
+    assert "2026-11-20" in answer.locator(".sources").inner_text()  # citations carry their article's date
+
+    page.click(".filters summary")
+    page.fill("#f-asof", "2026-11-01")  # asked before the festival: its article is not yet published
+    assert "as of: 2026-11-01" in page.locator("#filter-summary").inner_text()
+    before = ask(page, "How many visitors did the Harbor Lights Festival draw?")
+    assert "12,400" not in before.inner_text()
+    page.click("#f-clear")
 
     item = page.locator("#doc-list li", has_text="Harbor Lights Festival")
     item.locator("button").click()

@@ -25,10 +25,14 @@ def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
-def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mode | None = None, k_search: int = 10) -> dict[str, Any]:
+def score_one(
+    svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mode | None = None, k_search: int = 10, as_of: bool = True
+) -> dict[str, Any]:
+    """One question's retrieval and answer scores; asked as of its question_date when `as_of` and it has one."""
     out: dict[str, Any] = {"id": q.get("id"), "question": q["question"], "qtype": q["qtype"], "answerable": q["answerable"]}
+    when = q.get("question_date") if as_of else None
     t0 = time.perf_counter()
-    results = svc.search(q["question"], k_search, rerank=svc.reader is not None)
+    results = svc.search(q["question"], k_search, rerank=svc.reader is not None, as_of=when)
     out["search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     docs = [r.doc_id for r in results]
     gold = q.get("doc_id")
@@ -40,7 +44,7 @@ def score_one(svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mod
             out["passage_hit5"] = float(any(ev in normalize(r.text) for r in results[:5]))
     if search_only:
         return out
-    r = svc.ask(q["question"], mode=mode)
+    r = svc.ask(q["question"], mode=mode, as_of=when)
     out.update(
         answer=r.answer,
         short_answer=r.short_answer,
@@ -102,7 +106,7 @@ def collection_for(corpus: list[Path]) -> str:
 
 def run(
     settings: Settings, questions: Path, *, corpus: list[Path] | None, out: Path, search_only: bool, limit: int | None,
-    progress: bool = True, mode: Mode | None = None, fresh: bool = False,
+    progress: bool = True, mode: Mode | None = None, fresh: bool = False, as_of: bool = True,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -122,12 +126,16 @@ def run(
     else:
         ingest = None
     qs = load_questions(questions, limit)
-    rows = [score_one(svc, q, search_only=search_only, mode=mode) for q in tqdm(qs, disable=not progress, unit="q")]
+    rows = [score_one(svc, q, search_only=search_only, mode=mode, as_of=as_of) for q in tqdm(qs, disable=not progress, unit="q")]
     summary = summarise(rows)
     summary["config"] = {
         "questions": str(questions),
         "corpus": [str(c) for c in corpus] if corpus else None,
         "search_only": search_only,
+        "as_of": "question_date" if as_of and any("question_date" in q for q in qs) else None,
+        "time_weight": settings.time_weight,
+        "window_half_life_days": settings.window_half_life_days,
+        "recency_half_life_days": settings.recency_half_life_days,
         "mode": None if search_only else (mode or settings.answer_mode),
         "reader": str(settings.reader_model) if settings.reader else None,
         "reader_candidates": settings.reader_candidates,

@@ -37,9 +37,7 @@ class ChunkRecord:
             value = getattr(self, key)
             if value is not None:
                 meta[key] = value
-        ts = date_key(self.published_at)
-        if ts is not None:
-            meta["published_ts"] = ts
+        meta["published_ts"] = date_key(self.published_at) or UNDATED
         return meta
 
     @classmethod
@@ -79,27 +77,20 @@ class Hit:
     embedding: np.ndarray | None = None
 
 
+UNDATED = 0  # published_ts of an undated chunk: a question's as_of filter keeps it (see Where.as_of)
+
+
 @dataclass(frozen=True)
 class Where:
+    """Which chunks a query may see. Dates are YYYYMMDD keys (date_key). `after`/`before` are the user's published
+    range and leave undated chunks out; `as_of` hides chunks published later than the moment a question is asked
+    and keeps undated ones."""
+
     source: str | None = None
     doc_id: str | None = None
     after: int | None = None
     before: int | None = None
-
-    def matches(self, chunk: ChunkRecord) -> bool:
-        if self.source is not None and chunk.source != self.source:
-            return False
-        if self.doc_id is not None and chunk.doc_id != self.doc_id:
-            return False
-        if self.after is not None or self.before is not None:
-            ts = date_key(chunk.published_at)
-            if ts is None:
-                return False
-            if self.after is not None and ts < self.after:
-                return False
-            if self.before is not None and ts > self.before:
-                return False
-        return True
+    as_of: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -204,3 +195,8 @@ class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
 
     def reset(self) -> None:
         """Drop every chunk, document, log entry and journal entry of this collection (evaluation starts empty)."""
+
+    def upgrade(self) -> int:
+        """Bring records written by an older version up to this one's metadata (today: undated chunks get
+        published_ts = UNDATED, which the as_of filter needs); idempotent, run under the writer lock. Returns how
+        many records changed."""

@@ -14,9 +14,10 @@ from urllib.parse import urlparse
 import numpy as np
 
 from qa_service.errors import BackendUnavailable
-from qa_service.store.base import ChunkRecord, DocRecord, Hit, Where, log_position
+from qa_service.store.base import UNDATED, ChunkRecord, DocRecord, Hit, Where, log_position
 
 _DOC_VEC = [1.0]
+_UPGRADED = "upgraded"  # journal entry: every chunk carries published_ts
 LOG_KEEP = 1000  # change-log entries kept; a reader further behind than this lists every chunk id instead
 
 
@@ -65,6 +66,23 @@ class ChromaStore:
         self.client.delete_collection(f"{self.name}__docs")
         self.client.delete_collection(f"{self.name}__journal")
         self._open()
+
+    def upgrade(self, batch: int = 5000) -> int:
+        if self.journal.get(ids=[_UPGRADED], include=[])["ids"]:
+            return 0
+        changed = 0
+        offset = 0
+        while True:
+            got = self.chunks.get(include=["metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                break
+            old = [(cid, dict(meta)) for cid, meta in zip(got["ids"], got["metadatas"], strict=True) if "published_ts" not in meta]
+            if old:
+                self.chunks.update(ids=[cid for cid, _ in old], metadatas=[meta | {"published_ts": UNDATED} for _, meta in old])
+                changed += len(old)
+            offset += len(got["ids"])
+        self.journal.upsert(ids=[_UPGRADED], embeddings=[_DOC_VEC], documents=["published_ts"])
+        return changed
 
     # chunks
     def upsert_chunks(self, chunks: list[ChunkRecord], embeddings: np.ndarray) -> None:
@@ -254,10 +272,12 @@ def _where(where: Where) -> dict[str, Any] | None:
         clauses.append({"source": where.source})
     if where.doc_id is not None:
         clauses.append({"doc_id": where.doc_id})
-    if where.after is not None:
-        clauses.append({"published_ts": {"$gte": where.after}})
+    if where.after is not None or where.before is not None:
+        clauses.append({"published_ts": {"$gte": where.after or UNDATED + 1}})
     if where.before is not None:
         clauses.append({"published_ts": {"$lte": where.before}})
+    if where.as_of is not None:
+        clauses.append({"published_ts": {"$lte": where.as_of}})
     if not clauses:
         return None
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}

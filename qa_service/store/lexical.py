@@ -259,7 +259,20 @@ class LexicalIndex:
                 mask &= dates >= where.after
             if where.before is not None:
                 mask &= dates <= where.before
+        if where.as_of is not None:
+            dates = self._date[:n]
+            mask &= (dates < 0) | (dates <= where.as_of)
         return mask
+
+    def dates_of(self, chunk_ids: list[str]) -> dict[str, int]:
+        """Publication date keys (YYYYMMDD) of the given chunks, without a store round trip; undated ones are left out."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for cid in chunk_ids:
+                slot = self._slot.get(cid)
+                if slot is not None and self._date[slot] > 0:
+                    out[cid] = int(self._date[slot])
+            return out
 
     def query(self, text: str, k: int, where: Where) -> list[Hit]:
         scored = self.query_ids(text, k, where)

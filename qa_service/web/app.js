@@ -61,9 +61,13 @@ function filters() {
   return Object.keys(f).length ? f : null;
 }
 
+function asOf() {
+  return $("f-asof").value || null;
+}
+
 function showFilterSummary() {
-  const f = filters();
-  $("filter-summary").textContent = f ? "· " + Object.entries(f).map(([k, v]) => `${k.replace("published_", "")}: ${v}`).join(", ") : "";
+  const f = Object.assign({}, filters(), asOf() ? { "as of": asOf() } : {});
+  $("filter-summary").textContent = Object.keys(f).length ? "· " + Object.entries(f).map(([k, v]) => `${k.replace("published_", "")}: ${v}`).join(", ") : "";
 }
 
 // ---- streaming chat ----
@@ -126,7 +130,8 @@ function renderAnswer(li, result) {
   if (result.citations.length) {
     const sources = el("span", { class: "sources" });
     for (const c of result.citations) {
-      sources.append(el("span", { class: "source" }, chip(c), document.createTextNode(" " + c.title + (c.source ? ` · ${c.source}` : ""))));
+      const day = c.published_at ? ` · ${c.published_at.slice(0, 10)}` : "";
+      sources.append(el("span", { class: "source" }, chip(c), document.createTextNode(" " + c.title + (c.source ? ` · ${c.source}` : "") + day)));
     }
     li.append(sources);
   }
@@ -136,7 +141,8 @@ function renderAnswer(li, result) {
 }
 
 function chip(c) {
-  return el("button", { type: "button", class: "chip", "data-n": String(c.n), title: c.title, "aria-label": `Source ${c.n}: ${c.title}`, onclick: () => openPassage(c) }, String(c.n));
+  const title = c.published_at ? `${c.title} (${c.published_at.slice(0, 10)})` : c.title;
+  return el("button", { type: "button", class: "chip", "data-n": String(c.n), title, "aria-label": `Source ${c.n}: ${c.title}`, onclick: () => openPassage(c) }, String(c.n));
 }
 
 function safeHttpUrl(url) {
@@ -178,7 +184,7 @@ async function ask(question) {
   try {
     const resp = await fetch("/v1/chat", {
       method: "POST", headers: headers(),
-      body: JSON.stringify({ messages: history.slice(-12), filters: filters(), stream: true, mode: $("extractive").checked ? "extractive" : "generative" }),
+      body: JSON.stringify({ messages: history.slice(-12), filters: filters(), as_of: asOf(), stream: true, mode: $("extractive").checked ? "extractive" : "generative" }),
     });
     if (!resp.ok) throw new Error(await errorMessage(resp));
     let result = null;
@@ -286,8 +292,8 @@ function init() {
   $("question").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("ask").requestSubmit(); }
   });
-  for (const id of ["f-source", "f-after", "f-before"]) $(id).addEventListener("change", showFilterSummary);
-  $("f-clear").addEventListener("click", () => { $("f-source").value = ""; $("f-after").value = ""; $("f-before").value = ""; showFilterSummary(); });
+  for (const id of ["f-source", "f-after", "f-before", "f-asof"]) $(id).addEventListener("change", showFilterSummary);
+  $("f-clear").addEventListener("click", () => { for (const id of ["f-source", "f-after", "f-before", "f-asof"]) $(id).value = ""; showFilterSummary(); });
   $("new-chat").addEventListener("click", () => { history.length = 0; $("log").replaceChildren(); $("passage").hidden = true; });
   $("close-passage").addEventListener("click", () => { $("passage").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("passage").hidden = true; });

@@ -21,14 +21,14 @@ STREAMED: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-strea
 @router.post("/v1/ask", response_model=AskResponse, responses=STREAMED)
 def ask(req: AskRequest, svc: Svc, generations: Generations) -> Any:
     if req.stream:
-        return sse_response(svc.ask_stream(req.question, req.top_k, req.filters, mode=req.mode), generations.acquire())
+        return sse_response(svc.ask_stream(req.question, req.top_k, req.filters, mode=req.mode, as_of=req.as_of), generations.acquire())
     with generations.hold():
-        return svc.ask(req.question, req.top_k, req.filters, mode=req.mode)
+        return svc.ask(req.question, req.top_k, req.filters, mode=req.mode, as_of=req.as_of)
 
 
 @router.post("/v1/chat", response_model=AskResponse, responses=STREAMED)
 def chat(req: ChatRequest, svc: Svc, generations: Generations) -> Any:
-    events = svc.chat_stream(req.messages, req.top_k, req.filters, mode=req.mode)
+    events = svc.chat_stream(req.messages, req.top_k, req.filters, mode=req.mode, as_of=req.as_of)
     if req.stream:
         return sse_response(events, generations.acquire())
     with generations.hold():

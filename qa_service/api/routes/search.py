@@ -12,4 +12,4 @@ router = APIRouter(tags=["retrieval"])
 
 @router.post("/v1/search", response_model=SearchResponse)
 def search(req: SearchRequest, svc: Svc) -> SearchResponse:
-    return SearchResponse(results=svc.search(req.query, req.top_k, req.filters, rerank=req.rerank))
+    return SearchResponse(results=svc.search(req.query, req.top_k, req.filters, rerank=req.rerank, as_of=req.as_of))
