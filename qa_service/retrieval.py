@@ -10,9 +10,9 @@ import numpy as np
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
 from qa_service.schemas import Filters
-from qa_service.store.base import ChunkRecord, ChunkStore, Where, date_key
+from qa_service.store.base import ChunkRecord, ChunkStore, Where, date_key, key_date
 from qa_service.store.lexical import LexicalIndex
-from qa_service.timeframe import TimeFrame, key_date, prior
+from qa_service.timeframe import TimeFrame, prior
 
 
 @dataclass

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from qa_service.config import MAX_QUESTION_CHARS, MAX_TOP_K
 
@@ -17,38 +17,34 @@ class Strict(BaseModel):
 NOT_BLANK = r"[^\s\x1c-\x1f]"  # str.strip() also strips the information separators U+001C-U+001F
 
 
+def _text_only(message: str) -> BeforeValidator:
+    """Reject anything but a string before pydantic reads a number as a Unix timestamp: the schema says a string."""
+
+    def check(v: object) -> object:
+        if v is not None and not isinstance(v, (str, dt.date)):
+            raise ValueError(message)
+        return v
+
+    return BeforeValidator(check)
+
+
+IsoDate = Annotated[dt.date | None, _text_only("expected an ISO date string (YYYY-MM-DD)")]
+
+
 class Filters(Strict):
     source: str | None = Field(None, max_length=200)
     doc_id: str | None = Field(None, max_length=200)
-    published_after: dt.date | None = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
-    published_before: dt.date | None = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
-
-    @field_validator("published_after", "published_before", mode="before")
-    @classmethod
-    def _date_text(cls, v: object) -> object:
-        # pydantic would read a number as a Unix timestamp; the schema says a date string
-        if v is not None and not isinstance(v, (str, dt.date)):
-            raise ValueError("expected an ISO date string (YYYY-MM-DD)")
-        return v
-
-
-AS_OF = Field(
-    None,
-    description="the moment the question is asked (ISO date or datetime; default now): articles published later are hidden, "
-    "and 'this week', 'on Monday', 'in February' count back from it",
-    examples=["2023-01-05"],
-)
+    published_after: IsoDate = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
+    published_before: IsoDate = Field(None, description="ISO date (YYYY-MM-DD), inclusive")
 
 
 class AsOfField(Strict):
-    as_of: dt.datetime | dt.date | None = AS_OF
-
-    @field_validator("as_of", mode="before")
-    @classmethod
-    def _as_of_text(cls, v: object) -> object:
-        if v is not None and not isinstance(v, (str, dt.date)):
-            raise ValueError("expected an ISO date or datetime string")
-        return v
+    as_of: Annotated[dt.datetime | dt.date | None, _text_only("expected an ISO date or datetime string")] = Field(
+        None,
+        description="the moment the question is asked (ISO date or datetime; default now): articles published later are "
+        "hidden, and 'this week', 'on Monday', 'in February' count back from it",
+        examples=["2023-01-05"],
+    )
 
 
 class SearchRequest(AsOfField):

@@ -20,6 +20,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from qa_service.store.base import date_key, key_date
+
 Window = tuple[dt.date, dt.date]
 AsOf = dt.date | dt.datetime | str
 
@@ -38,7 +40,6 @@ class TimeFrame:
     as_of: dt.date
     filter: bool  # as_of came from the caller: later articles are hidden
     window: Window | None = None
-    phrase: str | None = None  # the words that gave the window
 
     @property
     def relative(self) -> bool:
@@ -63,10 +64,10 @@ def frame(question: str, as_of: AsOf | None = None, today: Callable[[], dt.date]
     """The question's time frame: `as_of` (default today) and the window of its first relative expression."""
     day = to_date(as_of, today)
     try:
-        found = resolve(question, day)
+        window = resolve(question, day)
     except (OverflowError, ValueError):  # a window reaching past year 1 or 9999
-        found = None
-    return TimeFrame(day, as_of is not None, found[0] if found else None, found[1] if found else None)
+        window = None
+    return TimeFrame(day, as_of is not None, window)
 
 
 def _clip(start: dt.date, end: dt.date, day: dt.date) -> Window:
@@ -161,31 +162,25 @@ def _exact(year: int, month: int, number: int, day: dt.date) -> Window | None:
 
 
 def _day_in_month(month: int, number: int, day: dt.date) -> Window | None:
+    """The last such day on or before the day (this year's, else last year's)."""
     year = day.year if (month, number) <= (day.month, day.day) else day.year - 1
-    try:
-        start = dt.date(year, month, number)
-    except ValueError:
-        return None
-    return _clip(start, start + dt.timedelta(days=1), day)
+    window = _exact(year, month, number, day)
+    return _clip(*window, day) if window else None
 
 
-def resolve(question: str, day: dt.date) -> tuple[Window, str] | None:
+def resolve(question: str, day: dt.date) -> Window | None:
     """The date window of the first relative time expression in the question (earliest in the text), or None."""
     text = question.lower()
-    best: tuple[int, Window, str] | None = None
+    best: tuple[int, Window] | None = None
     for pattern, make in _PATTERNS:
         for m in pattern.finditer(text):
             if best is not None and m.start() >= best[0]:
                 break
             window = make(m, day)
             if window is not None:
-                best = (m.start(), window, m[0])
+                best = (m.start(), window)
                 break
-    return (best[1], best[2]) if best else None
-
-
-def days_between(a: dt.date, b: dt.date) -> int:
-    return abs((a - b).days)
+    return best[1] if best else None
 
 
 def prior(published: dt.date | None, tf: TimeFrame, half_life_days: float, newest: dt.date | None = None) -> float | None:
@@ -198,20 +193,10 @@ def prior(published: dt.date | None, tf: TimeFrame, half_life_days: float, newes
         return None
     if tf.window is not None:
         start, end = tf.window
-        gap = 0 if start <= published <= end else min(days_between(published, start), days_between(published, end))
+        gap = (start - published).days if published < start else max(0, (published - end).days)
     else:
         gap = max(0, ((newest or tf.as_of) - published).days)
     return math.pow(0.5, gap / half_life_days) if half_life_days > 0 else float(gap == 0)
-
-
-def key_date(key: int | None) -> dt.date | None:
-    """A YYYYMMDD store key back to a date (None for undated or malformed)."""
-    if not key or key < 0:
-        return None
-    try:
-        return dt.date(key // 10000, key // 100 % 100, key % 100)
-    except ValueError:
-        return None
 
 
 def label(day: dt.date) -> str:
@@ -220,9 +205,7 @@ def label(day: dt.date) -> str:
 
 def dated(answer: str, published_at: str | None) -> str:
     """A time-relative question's answer, led by the date of the source it cites ("As of 3 Jan 2023: ..."), so a
-    reader sees which week's news it is; unchanged when the source is undated."""
-    try:
-        day = to_date(published_at) if published_at else None
-    except ValueError:
-        day = None
+    reader sees which week's news it is; unchanged when the source is undated. The date is read as the store reads
+    it for the as_of filter and the prior (date_key)."""
+    day = key_date(date_key(published_at))
     return f"As of {label(day)}: {answer}" if day else answer

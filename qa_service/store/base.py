@@ -118,6 +118,16 @@ def date_key(value: str | None) -> int | None:
     return d.year * 10000 + d.month * 100 + d.day
 
 
+def key_date(key: int | None) -> dt.date | None:
+    """date_key's inverse: a YYYYMMDD key back to a date (None for undated or malformed)."""
+    if not key or key < 0:
+        return None
+    try:
+        return dt.date(key // 10000, key // 100 % 100, key % 100)
+    except ValueError:
+        return None
+
+
 class ChunkStore(Protocol):
     """Chunks with their embeddings and metadata: what retrieval searches."""
 

@@ -53,6 +53,8 @@ async function pollHealth() {
 }
 
 // ---- filters ----
+const FILTER_FIELDS = ["f-source", "f-after", "f-before", "f-asof"];
+
 function filters() {
   const f = {};
   if ($("f-source").value) f.source = $("f-source").value;
@@ -292,8 +294,8 @@ function init() {
   $("question").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("ask").requestSubmit(); }
   });
-  for (const id of ["f-source", "f-after", "f-before", "f-asof"]) $(id).addEventListener("change", showFilterSummary);
-  $("f-clear").addEventListener("click", () => { for (const id of ["f-source", "f-after", "f-before", "f-asof"]) $(id).value = ""; showFilterSummary(); });
+  for (const id of FILTER_FIELDS) $(id).addEventListener("change", showFilterSummary);
+  $("f-clear").addEventListener("click", () => { for (const id of FILTER_FIELDS) $(id).value = ""; showFilterSummary(); });
   $("new-chat").addEventListener("click", () => { history.length = 0; $("log").replaceChildren(); $("passage").hidden = true; });
   $("close-passage").addEventListener("click", () => { $("passage").hidden = true; });
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("passage").hidden = true; });
