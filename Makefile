@@ -65,6 +65,7 @@ bench: install
 	$(PY) bench/rerank.py
 	$(PY) bench/time_prior.py
 	$(PY) bench/ingest.py
+	$(PY) bench/refresh.py
 	$(PY) bench/retrieval.py --sizes 10000 100000
 	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json
 	$(PY) bench/memory.py

@@ -227,6 +227,91 @@ def documents_delete(doc_id: str) -> None:
     typer.echo(f"deleted {doc_id}")
 
 
+sources_app = typer.Typer(no_args_is_help=True, help="Follow news feeds, sitemaps and pages: add, list, show, refresh, remove.")
+app.add_typer(sources_app, name="sources")
+
+
+def _print_refresh(result: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    r, s = result.report, result.source
+    for item in r.items:
+        if item.status == "failed":
+            typer.secho(f"failed  {item.origin}: {item.error}", fg="yellow", err=True)
+    for note in result.notes:
+        typer.secho(f"note    {note}", err=True)
+    typer.echo(f"{s.id}\t{s.kind or '?'}\t{s.last_status}\tadded {r.added}, updated {r.updated}, unchanged {r.unchanged}, failed {r.failed}\t{s.url}")
+
+
+@sources_app.command("add")
+def sources_add(
+    url: str,
+    refresh_minutes: Annotated[int, typer.Option(help="minutes between refreshes; 0: only when asked")] = 60,
+    kind: Annotated[str | None, typer.Option(help="feed | sitemap | page (detected when left out)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Follow a URL and fetch it once."""
+    from qa_service.schemas import SourceIn
+
+    svc = _service(load_llm=False)
+    try:
+        _print_refresh(svc.sources.add(SourceIn.model_validate({"url": url, "refresh_minutes": refresh_minutes, "kind": kind})), as_json)
+    except QAError as exc:
+        _fail(exc)
+    except ValueError as exc:  # pydantic: a bad kind or interval
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    svc = _service(load_llm=False)
+    for s in svc.sources.all():
+        typer.echo(f"{s.id}\t{s.kind or '?'}\t{s.documents} docs\tevery {s.refresh_minutes} min\t{s.last_status or 'never fetched'}\t{s.url}")
+
+
+@sources_app.command("show")
+def sources_show(source_id: str) -> None:
+    svc = _service(load_llm=False)
+    try:
+        typer.echo(svc.sources.get(source_id).model_dump_json(indent=2))
+    except QAError as exc:
+        _fail(exc)
+
+
+@sources_app.command("refresh")
+def sources_refresh(
+    source_id: Annotated[str | None, typer.Argument(help="a source id; leave out with --due")] = None,
+    due: Annotated[bool, typer.Option("--due", help="refresh every source that is due (for cron)")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Fetch one source now, or every due one."""
+    if (source_id is None) == (not due):
+        typer.secho("error: name a source id or pass --due", fg="red", err=True)
+        raise typer.Exit(2)
+    svc = _service(load_llm=False)
+    try:
+        results = svc.sources.refresh_due() if due else [svc.sources.refresh(source_id)]
+    except QAError as exc:
+        _fail(exc)
+    for result in results:
+        _print_refresh(result, as_json)
+    raise typer.Exit(1 if any(r.source.failures for r in results) else 0)
+
+
+@sources_app.command("remove")
+def sources_remove(
+    source_id: str, delete_documents: Annotated[bool, typer.Option("--delete-documents", help="also delete the documents only it brought in")] = False
+) -> None:
+    svc = _service(load_llm=False)
+    try:
+        n = svc.sources.remove(source_id, delete_documents=delete_documents)
+    except QAError as exc:
+        _fail(exc)
+    typer.echo(f"removed {source_id}" + (f" and {n} documents" if delete_documents else ""))
+
+
 @app.command("eval")
 def eval_cmd(
     questions: Annotated[Path, typer.Option(help="questions JSONL")],

@@ -117,6 +117,23 @@ class Settings(BaseSettings):
     openai_model: str = Field("default", description="the model name sent to that server")
     prompts_dir: Path = Field(DEFAULT_PROMPTS, description="folder of the prompt templates (system, answer, condense, examples)")
 
+    # news sources: fetching feeds, sitemaps and pages
+    fetch_allow_private: bool = Field(False, description="let sources fetch loopback, private and link-local addresses (tests, intranets)")
+    fetch_user_agent: str = Field("qa-service/0.1 (self-hosted news question answering)", description="User-Agent of every fetch; robots.txt rules are read for it")
+    fetch_respect_robots: bool = Field(True, description="honour each host's robots.txt")
+    fetch_connect_timeout_s: float = Field(5.0, gt=0, description="seconds to connect")
+    fetch_read_timeout_s: float = Field(10.0, gt=0, description="seconds between two bytes of a response")
+    fetch_total_timeout_s: float = Field(30.0, gt=0, description="seconds one fetch may take in all, redirects included (a slow server ends here)")
+    fetch_max_bytes: int = Field(5 * 1024 * 1024, ge=1024, description="largest response body, after decompression")
+    fetch_max_redirects: int = Field(5, ge=0, le=20, description="redirects followed per fetch")
+    fetch_max_items: int = Field(500, ge=1, le=100_000, description="entries read per feed or sitemap refresh (the first ones, newest first in a feed)")
+    fetch_concurrency: int = Field(4, ge=1, le=32, description="pages fetched at once during a refresh")
+    fetch_host_delay_s: float = Field(0.5, ge=0, description="seconds between two requests to one host")
+    fetch_retries: int = Field(2, ge=0, le=5, description="retries of a fetch that failed to connect, timed out, or got 429/5xx")
+    fetch_backoff_s: float = Field(0.5, ge=0, description="wait before the first retry; doubles each retry")
+    sources_schedule: bool = Field(True, description="the server refreshes due sources in the background (one worker does it)")
+    sources_poll_s: float = Field(30.0, gt=0, description="seconds between the scheduler's looks for due sources")
+
     # API limits and auth
     api_keys: str = Field("", description="comma-separated API keys (16+ characters); writes need one when set")
     require_key_for_reads: bool = Field(False, description="searches and answers need a key too")

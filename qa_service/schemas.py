@@ -173,6 +173,38 @@ class IngestReport(BaseModel):
     items: list[IngestItem] = []
 
 
+SourceKind = Literal["feed", "sitemap", "page"]
+
+
+class SourceIn(Strict):
+    url: str = Field(..., min_length=1, max_length=2000, pattern=r"^\S+$", description="an http(s) URL of a feed, a sitemap or a page", examples=["https://example.org/news/rss.xml"])
+    refresh_minutes: int = Field(60, ge=0, le=60 * 24 * 30, strict=True, description="minutes between refreshes; 0: only when asked")
+    kind: SourceKind | None = Field(None, description="detected from the first response when left out")
+
+
+class Source(BaseModel):
+    id: str
+    url: str
+    kind: SourceKind | None
+    refresh_minutes: int
+    created_at: str
+    last_fetched_at: str | None
+    last_status: str | None = Field(None, description="'ok', 'not modified', or why the last refresh failed")
+    failures: int = Field(0, description="refreshes failed in a row; each doubles the wait before the next")
+    next_refresh_at: str | None
+    documents: int = Field(0, description="documents this source has brought in")
+
+
+class SourceList(BaseModel):
+    sources: list[Source]
+
+
+class SourceRefresh(BaseModel):
+    source: Source
+    report: IngestReport
+    notes: list[str] = Field([], description="what the refresh left out and why (items over QA_FETCH_MAX_ITEMS, robots.txt)")
+
+
 class DocumentInfo(BaseModel):
     doc_id: str
     title: str

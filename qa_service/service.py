@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qa_service.citations import AnswerFilter, Verdict, cite
 from qa_service.compose import Composed, extractive, with_reader
@@ -39,6 +40,9 @@ from qa_service.store.base import DocRecord, Store
 from qa_service.store.lexical import LexicalIndex
 from qa_service.store.writer_lock import WriterLock
 from qa_service.timeframe import AsOf, TimeFrame, dated, frame
+
+if TYPE_CHECKING:
+    from qa_service.sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,16 @@ class QAService:
                 self._generator = Generator(llm, self.prompts, max_tokens=s.llm_max_tokens, context_tokens=s.context_tokens, context=min(s.llm_context, llm.context))
             return self._generator
 
+    @functools.cached_property
+    def sources(self) -> Sources:
+        """The news sources this service follows (made on first use: a service that never fetches opens no client)."""
+        from qa_service.sources import Sources
+
+        return Sources(self)
+
     def close(self) -> None:
+        if "sources" in self.__dict__:
+            self.sources.close()
         self.lexical.flush()
         if self._llm is not None:
             self._llm.close()

@@ -44,7 +44,7 @@ def ensure_chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder, llm) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    s = Settings(data_dir=tmp_path_factory.mktemp("ui") / "store", collection="ui-news")
+    s = Settings(data_dir=tmp_path_factory.mktemp("ui") / "store", collection="ui-news", fetch_allow_private=True, fetch_host_delay_s=0)
     svc = QAService(s, embedder=embedder, llm=llm)
     svc.ingest(load_paths([SEEDS]))
     port = free_port()
@@ -218,3 +218,38 @@ def test_phone_width_layout(browser, server: str) -> None:  # type: ignore[no-un
     assert pg.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1"), "no horizontal scroll"
     shot(pg, "phone")
     ctx.close()
+
+
+def test_follow_a_feed_refresh_and_remove_it(page) -> None:  # type: ignore[no-untyped-def]
+    from .news_fixtures import FERRY, LIBRARY
+    from .site import Page, Site, article_html, rss
+
+    site = Site()
+    site.routes["/news/ferry"] = Page(article_html(*FERRY, published="2026-11-03T09:00:00Z"))
+    site.routes["/news/library"] = Page(article_html(*LIBRARY))
+    items = [{"title": FERRY[0], "link": "/news/ferry", "date": "Tue, 03 Nov 2026 09:00:00 GMT"}, {"title": LIBRARY[0], "link": "/news/library"}]
+    site.routes["/rss.xml"] = Page(rss(items), "application/rss+xml", etag='"v1"')
+    with site.running():
+        page.click("#sources summary")
+        page.fill("#s-url", site.url("/rss.xml"))
+        page.fill("#s-minutes", "30")
+        page.click("#add-source button[type=submit]")
+        report = page.locator("#ingest-report")
+        report.filter(has_text="added 2").wait_for(timeout=60_000)
+        assert "feed: ok" in report.inner_text()
+        item = page.locator("#source-list li", has_text="/rss.xml")
+        item.filter(has_text="2 documents").wait_for()
+        assert "every 30 min" in item.inner_text()
+        page.locator("#doc-list li", has_text=FERRY[0]).wait_for()
+        item.get_by_role("button", name="Refresh").click()
+        item.filter(has_text="not modified").wait_for(timeout=30_000)
+        shot(page, "sources")
+        item.get_by_role("button", name="Remove").click()
+        item.locator("button.confirm").click()
+        page.locator("#source-list li", has_text="/rss.xml").wait_for(state="detached")
+        assert page.locator("#doc-list li", has_text=FERRY[0]).count() == 1  # its documents stay
+        page.fill("#s-url", "http://example.invalid/feed")
+        page.click("#add-source button[type=submit]")
+        report.filter(has_text="Could not follow: cannot resolve example.invalid").wait_for(timeout=30_000)
+    # the 422 is logged by the browser as a failed resource; no script error
+    assert [e for e in page.console_errors if "Failed to load resource" not in e] == []  # type: ignore[attr-defined]

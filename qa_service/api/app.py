@@ -16,11 +16,12 @@ from qa_service.api import errors
 from qa_service.api.deps import State
 from qa_service.api.guards import Slots, make_guard, make_limiter
 from qa_service.api.middleware import BodyLimit, InflightLimit, SecurityHeaders
-from qa_service.api.routes import answers, documents, health, search, web
+from qa_service.api.routes import answers, documents, health, search, sources, web
 from qa_service.config import Settings
 from qa_service.errors import QAError
 from qa_service.schemas import ErrorResponse
 from qa_service.service import QAService
+from qa_service.sources import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 def _load(state: State, settings: Settings) -> None:
     try:
         state.service = QAService(settings)
+        _schedule(state)
     except Exception as exc:
         log.exception("model loading failed")
         state.error = str(exc) if isinstance(exc, QAError) else f"{type(exc).__name__}: {exc}"
@@ -47,15 +49,24 @@ def _load(state: State, settings: Settings) -> None:
         state.ready.set()
 
 
+def _schedule(state: State) -> None:
+    if state.settings.sources_schedule and state.service is not None:
+        state.scheduler = Scheduler(state.service.sources, state.settings.sources_poll_s)
+        state.scheduler.start()
+
+
 def _lifespan(state: State, service: QAService | None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service is not None:  # a service the caller built and will close
             state.service = service
+            _schedule(state)
             state.ready.set()
         else:
             threading.Thread(target=_load, args=(state, state.settings), daemon=True, name="qa-load").start()
         yield
+        if state.scheduler is not None:
+            state.scheduler.stop()
         if state.service is not None and service is None:
             state.service.close()
 
@@ -93,7 +104,8 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.include_router(health.router)
-    for router in (search.router, answers.router, documents.reads):
+    for router in (search.router, answers.router, documents.reads, sources.reads):
         app.include_router(router, dependencies=read)
-    app.include_router(documents.writes, dependencies=write)
+    for router in (documents.writes, sources.writes):
+        app.include_router(router, dependencies=write)
     return app

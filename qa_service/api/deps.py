@@ -11,6 +11,7 @@ from qa_service.api.guards import Slots
 from qa_service.config import Settings
 from qa_service.errors import NotReady
 from qa_service.service import QAService
+from qa_service.sources import Scheduler
 
 
 class State:
@@ -22,6 +23,7 @@ class State:
         self.service: QAService | None = None
         self.error: str | None = None  # why loading failed
         self.ready = threading.Event()  # set when loading ended, either way
+        self.scheduler: Scheduler | None = None  # refreshes due sources
 
 
 def app_state(request: Request) -> State:

@@ -227,15 +227,23 @@ async function refreshDocs() {
   }
 }
 
-function docItem(d) {
-  const del = el("button", { type: "button", class: "ghost small", text: "Delete", "aria-label": `Delete ${d.title}` });
-  del.addEventListener("click", async () => {
-    if (!del.classList.contains("confirm")) {
-      del.classList.add("confirm"); del.textContent = "Confirm";
-      setTimeout(() => { del.classList.remove("confirm"); del.textContent = "Delete"; }, 4000);
+// a destructive button asks twice: the first click turns it into "confirm" for four seconds
+function twoStepButton(label, confirmLabel, ariaLabel, action) {
+  const button = el("button", { type: "button", class: "ghost small", text: label, "aria-label": ariaLabel });
+  button.addEventListener("click", async () => {
+    if (!button.classList.contains("confirm")) {
+      button.classList.add("confirm"); button.textContent = confirmLabel;
+      setTimeout(() => { button.classList.remove("confirm"); button.textContent = label; }, 4000);
       return;
     }
-    del.disabled = true;
+    button.disabled = true;
+    await action();
+  });
+  return button;
+}
+
+function docItem(d) {
+  const del = twoStepButton("Delete", "Confirm", `Delete ${d.title}`, async () => {
     try { await api(`/v1/documents/${encodeURIComponent(d.doc_id)}`, { method: "DELETE" }); showReport(`Deleted ${d.title}`); }
     catch (err) { showReport(`Delete failed: ${err.message}`, true); }
     refreshDocs();
@@ -282,6 +290,53 @@ function upload(files) {
   });
 }
 
+// ---- sources ----
+async function refreshSources() {
+  const list = $("source-list");
+  try {
+    const data = await api("/v1/sources");
+    $("source-count").textContent = data.sources.length ? `(${data.sources.length})` : "";
+    list.replaceChildren(...data.sources.map(sourceItem));
+  } catch (err) {
+    list.replaceChildren(el("li", { class: "meta", text: `Could not list sources: ${err.message}` }));
+  }
+}
+
+function sourceItem(s) {
+  const when = s.last_fetched_at ? s.last_fetched_at.slice(0, 16).replace("T", " ") : "never";
+  const every = s.refresh_minutes ? `every ${s.refresh_minutes} min` : "on demand";
+  const meta = [s.kind || "?", `${s.documents} documents`, every, `fetched ${when}`].join(" · ");
+  const status = el("span", { class: s.failures ? "meta bad" : "meta", text: s.last_status || "not fetched yet" });
+  const refresh = el("button", { type: "button", class: "ghost small", text: "Refresh", "aria-label": `Refresh ${s.url}` });
+  refresh.addEventListener("click", async () => {
+    refresh.disabled = true;
+    try {
+      const r = await api(`/v1/sources/${encodeURIComponent(s.id)}/refresh`, { method: "POST" });
+      showReport(describeReport(r.report), r.report.failed > 0);
+    } catch (err) { showReport(`Refresh failed: ${err.message}`, true); }
+    refreshSources(); refreshDocs();
+  });
+  const remove = twoStepButton("Remove", "Confirm (documents stay)", `Remove ${s.url}`, async () => {
+    try { await api(`/v1/sources/${encodeURIComponent(s.id)}`, { method: "DELETE" }); showReport(`Stopped following ${s.url}`); }
+    catch (err) { showReport(`Remove failed: ${err.message}`, true); }
+    refreshSources();
+  });
+  return el("li", { "data-source": s.id }, el("span", { class: "title", text: s.url }), el("span", { class: "meta", text: meta }), status, refresh, remove);
+}
+
+async function addSource() {
+  const url = $("s-url").value.trim();
+  const minutes = Number($("s-minutes").value || "60");
+  showReport(`Fetching ${url}…`);
+  try {
+    const r = await api("/v1/sources", { method: "POST", body: JSON.stringify({ url, refresh_minutes: minutes }) });
+    const lines = [`${r.source.kind || "?"}: ${r.source.last_status}`, describeReport(r.report), ...r.notes];
+    showReport(lines.join("\n"), r.source.failures > 0 || r.report.failed > 0);
+    $("s-url").value = "";
+  } catch (err) { showReport(`Could not follow: ${err.message}`, true); }
+  refreshSources(); refreshDocs();
+}
+
 // ---- wiring ----
 function init() {
   $("ask").addEventListener("submit", (e) => {
@@ -323,11 +378,14 @@ function init() {
     } catch (err) { showReport(`Could not add: ${err.message}`, true); }
     refreshDocs();
   });
+  $("add-source").addEventListener("submit", (e) => { e.preventDefault(); addSource(); });
+  $("sources").addEventListener("toggle", () => { if ($("sources").open) refreshSources(); });
   const key = $("api-key");
   key.value = sessionStorage.getItem("qa-api-key") || "";
   key.addEventListener("change", () => { if (key.value) sessionStorage.setItem("qa-api-key", key.value); else sessionStorage.removeItem("qa-api-key"); refreshDocs(); });
   pollHealth();
   refreshDocs();
+  refreshSources();
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,43 @@
+"""/v1/sources: the feeds, sitemaps and pages the service follows. Listing reads; adding, refreshing and removing write."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from qa_service.api.deps import Svc
+from qa_service.schemas import Source, SourceIn, SourceList, SourceRefresh
+
+reads = APIRouter(tags=["sources"])
+writes = APIRouter(tags=["sources"])
+
+
+@writes.post("/v1/sources", status_code=201, response_model=SourceRefresh)
+def add_source(req: SourceIn, svc: Svc) -> SourceRefresh:
+    """Follow a URL and fetch it once. A URL on a private address, or not http(s), is a 422 (`url_not_allowed`); a first
+    fetch that fails still registers the source, with the reason in `last_status`, to be retried on schedule."""
+    return svc.sources.add(req)
+
+
+@reads.get("/v1/sources", response_model=SourceList)
+def list_sources(svc: Svc) -> SourceList:
+    return SourceList(sources=svc.sources.all())
+
+
+@reads.get("/v1/sources/{source_id}", response_model=Source)
+def get_source(source_id: str, svc: Svc) -> Source:
+    return svc.sources.get(source_id)
+
+
+@writes.post("/v1/sources/{source_id}/refresh", response_model=SourceRefresh)
+def refresh_source(source_id: str, svc: Svc) -> SourceRefresh:
+    """Fetch now: the ingest report of this fetch (added, updated, unchanged, failed, with each item's error)."""
+    return svc.sources.refresh(source_id)
+
+
+@writes.delete("/v1/sources/{source_id}", status_code=204)
+def remove_source(
+    source_id: str, svc: Svc, delete_documents: Annotated[bool, Query(description="also delete the documents only this source brought in")] = False
+) -> None:
+    svc.sources.remove(source_id, delete_documents=delete_documents)
