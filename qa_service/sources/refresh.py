@@ -1,9 +1,5 @@
-"""News sources: feeds, sitemaps and pages the service follows, refreshed on a schedule into the store.
-
-The registry is a SQLite file beside the store (data_dir/sources.sqlite3): the sources, their fetch state
-(validators, failures, when they are due) and which documents each brought in. SQLite is safe across the API's
-worker processes; the writes to the store itself go through `QAService.ingest`, under the one writer lock, and
-fetching happens outside that lock, so a slow feed never holds up other writers.
+"""Adding, refreshing and removing sources. The writes to the store go through `QAService.ingest`, under the one
+writer lock; fetching happens outside that lock, so a slow feed never holds up other writers.
 
 A refresh: fetch the source with its ETag/Last-Modified (a 304 is a no-op), detect its kind, read its items (the
 first QA_FETCH_MAX_ITEMS), take each item's text from the feed when the feed carries the article, else fetch its
@@ -14,19 +10,12 @@ source that fails backs off (its refresh interval doubled per failure in a row, 
 
 from __future__ import annotations
 
-import datetime as dt
-import fcntl
-import hashlib
 import logging
-import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -45,6 +34,7 @@ from qa_service.ingest.feeds import (
 from qa_service.ingest.fetch import Blocked, Fetcher, FetchError, Response, check_url
 from qa_service.ingest.loaders import Article, Loaded, LoadError, load_html
 from qa_service.schemas import IngestItem, IngestReport, Source, SourceIn, SourceRefresh
+from qa_service.sources.registry import Registry, iso, source_id
 
 if TYPE_CHECKING:
     from qa_service.service import QAService
@@ -54,105 +44,6 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 24 * 3600
 SITEMAP_CHILDREN = 20  # sitemaps read from one sitemap index per refresh
 MIN_ARTICLE_CHARS = 200  # less text than this from a web page is a menu or a cookie notice, not an article
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sources (
-    id TEXT PRIMARY KEY, url TEXT NOT NULL UNIQUE, kind TEXT, refresh_minutes INTEGER NOT NULL, created_at TEXT NOT NULL,
-    last_fetched_at TEXT, last_status TEXT, failures INTEGER NOT NULL DEFAULT 0, next_due REAL, etag TEXT, last_modified TEXT
-);
-CREATE TABLE IF NOT EXISTS items (
-    source_id TEXT NOT NULL, url TEXT NOT NULL, doc_id TEXT, etag TEXT, last_modified TEXT, seen_at TEXT,
-    PRIMARY KEY (source_id, url)
-);
-CREATE INDEX IF NOT EXISTS items_doc ON items (doc_id);
-"""
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def source_id(url: str) -> str:
-    return "src_" + hashlib.sha256(canonical_url(url).encode()).hexdigest()[:12]
-
-
-class Registry:
-    """The sources and their items in SQLite; one short connection per call, so threads and processes share it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(SCHEMA)
-
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            with db:
-                yield db
-        finally:
-            db.close()
-
-    def add(self, sid: str, url: str, kind: Kind | None, refresh_minutes: int) -> bool:
-        """False when a source with this id (the same canonical URL) exists."""
-        with self._db() as db:
-            cur = db.execute(
-                "INSERT OR IGNORE INTO sources (id, url, kind, refresh_minutes, created_at, next_due) VALUES (?, ?, ?, ?, ?, ?)",
-                (sid, url, kind, refresh_minutes, _iso(time.time()), time.time()),
-            )
-            return cur.rowcount == 1
-
-    def row(self, sid: str) -> sqlite3.Row | None:
-        with self._db() as db:
-            row: sqlite3.Row | None = db.execute("SELECT * FROM sources WHERE id = ?", (sid,)).fetchone()
-            return row
-
-    def rows(self) -> list[sqlite3.Row]:
-        with self._db() as db:
-            return list(db.execute("SELECT * FROM sources ORDER BY created_at, id"))
-
-    def due(self, now: float) -> list[str]:
-        with self._db() as db:
-            return [r["id"] for r in db.execute("SELECT id FROM sources WHERE refresh_minutes > 0 AND next_due <= ? ORDER BY next_due", (now,))]
-
-    def documents(self, sid: str) -> int:
-        with self._db() as db:
-            return int(db.execute("SELECT COUNT(DISTINCT doc_id) FROM items WHERE source_id = ? AND doc_id IS NOT NULL", (sid,)).fetchone()[0])
-
-    def items(self, sid: str) -> dict[str, sqlite3.Row]:
-        with self._db() as db:
-            return {r["url"]: r for r in db.execute("SELECT * FROM items WHERE source_id = ?", (sid,))}
-
-    def record(self, sid: str, *, fields: dict[str, object], items: list[tuple[str, str | None, str | None, str | None]]) -> None:
-        """One refresh's outcome: the source's fields and its items (url, doc_id, etag, last_modified), in one transaction."""
-        with self._db() as db:
-            if db.execute("SELECT 1 FROM sources WHERE id = ?", (sid,)).fetchone() is None:
-                return  # removed while it was being refreshed
-            names = ", ".join(f"{k} = ?" for k in fields)
-            db.execute(f"UPDATE sources SET {names} WHERE id = ?", (*fields.values(), sid))  # noqa: S608 -- the names are this module's
-            now = _iso(time.time())
-            db.executemany(
-                "INSERT INTO items (source_id, url, doc_id, etag, last_modified, seen_at) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (source_id, url) DO UPDATE SET doc_id = COALESCE(excluded.doc_id, doc_id), etag = excluded.etag, "
-                "last_modified = excluded.last_modified, seen_at = excluded.seen_at",
-                [(sid, url, doc, etag, lm, now) for url, doc, etag, lm in items],
-            )
-
-    def remove(self, sid: str) -> list[str]:
-        """Delete the source; returns the documents no other source brought in (the ones it may take along)."""
-        with self._db() as db:
-            own = [r[0] for r in db.execute(
-                "SELECT DISTINCT doc_id FROM items WHERE source_id = ? AND doc_id IS NOT NULL "
-                "AND doc_id NOT IN (SELECT doc_id FROM items WHERE source_id != ? AND doc_id IS NOT NULL)",
-                (sid, sid),
-            )]
-            db.execute("DELETE FROM items WHERE source_id = ?", (sid,))
-            db.execute("DELETE FROM sources WHERE id = ?", (sid,))
-            return own
-
 
 @dataclass
 class _Got:
@@ -194,7 +85,7 @@ class Sources:
             last_fetched_at=row["last_fetched_at"],
             last_status=row["last_status"],
             failures=row["failures"],
-            next_refresh_at=_iso(row["next_due"]) if row["refresh_minutes"] > 0 else None,
+            next_refresh_at=iso(row["next_due"]) if row["refresh_minutes"] > 0 else None,
             documents=self.registry.documents(row["id"]),
         )
 
@@ -264,7 +155,7 @@ class Sources:
                 status += f" ({report.failed} of {len(report.items)} items failed)"
             fields: dict[str, object] = {
                 "kind": kind,
-                "last_fetched_at": _iso(started),
+                "last_fetched_at": iso(started),
                 "last_status": status,
                 "failures": 0,
                 "next_due": started + row["refresh_minutes"] * 60,
@@ -280,7 +171,7 @@ class Sources:
         wait = min(max(row["refresh_minutes"], 1) * 60 * 2 ** (failures - 1), MAX_BACKOFF_S)
         self.registry.record(
             row["id"],
-            fields={"last_fetched_at": _iso(started), "last_status": f"error: {why}", "failures": failures, "next_due": started + wait},
+            fields={"last_fetched_at": iso(started), "last_status": f"error: {why}", "failures": failures, "next_due": started + wait},
             items=[],
         )
         log.warning("source %s failed (%d in a row): %s", row["id"], failures, why)
@@ -377,46 +268,3 @@ class Sources:
         return report
 
 
-class Scheduler:
-    """Refreshes due sources in the background of a server. Of several worker processes, the one holding
-    data_dir/.scheduler.lock does it; the others keep trying, so one takes over when that worker exits."""
-
-    def __init__(self, sources: Sources, poll_s: float) -> None:
-        self.sources = sources
-        self.poll_s = poll_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="qa-sources")
-        self._fd: int | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        if self._fd is not None:
-            os.close(self._fd)
-
-    def _leader(self) -> bool:
-        if self._fd is not None:
-            return True
-        path = self.sources.settings.data_dir / ".scheduler.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        self._fd = fd
-        return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                if self._leader():
-                    self.sources.refresh_due()
-            except QAError as exc:  # the writer lock busy, the store down: try again next time
-                log.warning("scheduled refresh skipped: %s", exc.message)
-            except Exception:
-                log.exception("scheduled refresh failed")
