@@ -174,10 +174,11 @@ def serve(
     import uvicorn
 
     s = settings()
+    access_log = s.log_format != "json"  # the JSON request log replaces uvicorn's access lines
     if workers == 1:
         from qa_service.api.app import create_app
 
-        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info", access_log=access_log)
         return
     if not s.chroma_url:
         typer.secho("--workers > 1 needs a Chroma server (QA_CHROMA_URL): embedded Chroma allows one process per directory", fg="red", err=True)
@@ -185,7 +186,12 @@ def serve(
     # each worker builds its own app from the environment; writes from all of them serialise on the writer lock
     for key, value in _overrides.items():
         os.environ[f"QA_{key.upper()}"] = str(value)
-    uvicorn.run("qa_service.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    if s.metrics != "off" and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # every worker writes its metrics to files here; /metrics in any worker sums them
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="qa-metrics-")
+    uvicorn.run("qa_service.api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info", access_log=access_log)
 
 
 @app.command("config")
@@ -225,6 +231,49 @@ def documents_delete(doc_id: str) -> None:
     except QAError as exc:
         _fail(exc)
     typer.echo(f"deleted {doc_id}")
+
+
+def _with_collection(collection: str | None) -> None:
+    if collection:
+        _overrides["collection"] = collection
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option("--out", help="the archive to write (gzip JSON lines)")],
+    collection: Annotated[str | None, typer.Option(help="the collection to export (default QA_COLLECTION)")] = None,
+) -> None:
+    """Back up a collection's documents and metadata, with a manifest (counts, digest, model names)."""
+    from qa_service.backup import export
+
+    _with_collection(collection)
+    manifest = export(_service(load_llm=False), out)
+    typer.echo(f"exported {manifest['documents']} documents ({manifest['chunks']} chunks) of {manifest['collection']} to {out}")
+
+
+@app.command("import")
+def import_cmd(
+    archive: Annotated[Path, typer.Argument(help="a file written by qa-service export")],
+    collection: Annotated[str | None, typer.Option(help="the collection to restore into (default QA_COLLECTION)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Restore an export: the whole file is checked first (a truncated or changed file writes nothing); idempotent."""
+    from qa_service.backup import restore
+
+    _with_collection(collection)
+    svc = _service(load_llm=False)
+    try:
+        manifest, report, notes = restore(svc, archive)
+    except QAError as exc:
+        _fail(exc)
+    for note in notes:
+        typer.secho(f"note: {note}", fg="yellow", err=True)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        typer.echo(f"restored {manifest['documents']} documents into {svc.settings.collection}: added {report.added}, "
+                   f"updated {report.updated}, unchanged {report.unchanged}, failed {report.failed}; chunks written {report.chunks_written}")
+    raise typer.Exit(1 if report.failed else 0)
 
 
 sources_app = typer.Typer(no_args_is_help=True, help="Follow news feeds, sitemaps and pages: add, list, show, refresh, remove.")

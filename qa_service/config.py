@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     sources_schedule: bool = Field(True, description="the server refreshes due sources in the background (one worker does it)")
     sources_poll_s: float = Field(30.0, gt=0, description="seconds between the scheduler's looks for due sources")
 
+    # operations
+    metrics: Literal["off", "open", "keyed"] = Field("open", description="GET /metrics (Prometheus): off, open to all, or keyed (needs one of QA_API_KEYS)")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON line per request (request id, route, status, timings) and per log record")
+
     # API limits and auth
     api_keys: str = Field("", description="comma-separated API keys (16+ characters); writes need one when set")
     require_key_for_reads: bool = Field(False, description="searches and answers need a key too")
@@ -165,6 +169,8 @@ class Settings(BaseSettings):
                 raise ValueError("QA_API_KEYS holds a placeholder or a key shorter than 16 characters; refusing to start")
         if "*" in self.cors_origin_list:
             raise ValueError("QA_CORS_ORIGINS='*' would let any site call this API; list the origins explicitly")
+        if self.metrics == "keyed" and not self.api_key_list:
+            raise ValueError("QA_METRICS=keyed needs QA_API_KEYS")
         if self.require_key_for_reads and not self.api_key_list:
             raise ValueError("QA_REQUIRE_KEY_FOR_READS needs QA_API_KEYS")
         return self

@@ -20,6 +20,7 @@ from qa_service.grounding import ground, refusal, worth_asking
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
+from qa_service.metrics import observe_answer, observe_ingest
 from qa_service.passages import Passage, select_passages
 from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
 from qa_service.retrieval import Retrieved, Retriever, where_from
@@ -112,7 +113,9 @@ class QAService:
     # ingest and documents
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
         with self.writer.hold():
-            return self.pipeline.ingest(items, progress)
+            report = self.pipeline.ingest(items, progress)
+        observe_ingest(report.added, report.updated, report.unchanged, report.failed)
+        return report
 
     def delete(self, doc_id: str) -> None:
         with self.writer.hold():
@@ -254,6 +257,7 @@ class QAService:
             total_ms=round((time.perf_counter() - t0) * 1000, 1),
             first_token_ms=round((first_token - t0) * 1000, 1) if first_token else None,
         )
+        observe_answer(resp.timings.retrieve_ms, resp.timings.generate_ms, resp.timings.total_ms, resp.timings.first_token_ms)
         if asked is not None:
             resp.question = asked
         if not raw:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def api(chroma_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "QA_DATA_DIR": str(tmp / "data"),
         "QA_LLM_MODEL": "smollm2-135m-instruct-q4_1",
         "QA_RATE_LIMIT_PER_MINUTE": "0",
+        "QA_LOG_FORMAT": "json",
     }
     log = open(tmp / "serve.log", "wb")  # noqa: SIM115
     cmd = [sys.executable, "-m", "qa_service.cli", "serve", "--workers", str(WORKERS), "--port", str(port), "--host", "127.0.0.1"]
@@ -56,6 +58,11 @@ def api(chroma_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log.close()
     text = Path(tmp / "serve.log").read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]
+    # QA_LOG_FORMAT=json: every request a JSON line, from both workers, and uvicorn's access lines are off
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["logger"] == "qa_service.access"]
+    assert len(requests) >= 50 and all({"request_id", "route", "status", "duration_ms"} <= set(r) for r in requests)
+    assert '"GET /healthz HTTP/1.1" 200' not in text
 
 
 def article(i: int, text: str | None = None) -> dict[str, str]:
@@ -71,7 +78,7 @@ def test_writes_through_both_workers_are_serialised_and_seen_by_both(api: str, f
 
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(post, range(24)))
-    assert all(status == 200 for status, _ in results)
+    assert all(status == 200 for status, _ in results), [status for status, _ in results]
     with fresh() as c:
         listed = c.get(f"{api}/v1/documents", params={"limit": 100}).json()
         assert listed["total"] == 24
@@ -99,3 +106,24 @@ def test_writes_through_both_workers_are_serialised_and_seen_by_both(api: str, f
     assert stale == 0
     figures(f"workers: {WORKERS} API processes on one chroma server: 24 concurrent writes, 0 lost or duplicated, "
             f"24/24 found, {len(answered_by)} workers answered searches, 0 stale reads after an edit")
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)}
+
+
+def test_metrics_sum_every_workers_requests(api: str) -> None:
+    """Runs after the writes above: whichever worker answers /metrics reports both workers' counts."""
+    with fresh() as c:
+        before = _samples(c.get(f"{api}/metrics").text, "qa_http_requests_total")
+        for _ in range(20):
+            assert c.get(f"{api}/v1/documents", params={"limit": 1}).status_code == 200
+        text = c.get(f"{api}/metrics").text
+    after = _samples(text, "qa_http_requests_total")
+    key = 'qa_http_requests_total{method="GET",route="/v1/documents",status="200"}'
+    assert after[key] - before.get(key, 0) == 20
+    writes = _samples(text, 'qa_http_requests_total{method="POST",route="/v1/documents"')
+    assert sum(writes.values()) == 25  # the 24 concurrent writes and the edit, spread over both workers
+    added = _samples(text, 'qa_ingest_documents_total{status="added"}')
+    assert added == {'qa_ingest_documents_total{status="added"}': writes.get('qa_http_requests_total{method="POST",route="/v1/documents",status="200"}', 0) - 1}
+    assert 'qa_documents{collection="w-' in text and "qa_build_info{" in text

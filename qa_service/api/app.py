@@ -15,10 +15,11 @@ from fastapi.staticfiles import StaticFiles
 from qa_service.api import errors
 from qa_service.api.deps import State
 from qa_service.api.guards import Slots, make_guard, make_limiter
-from qa_service.api.middleware import BodyLimit, InflightLimit, SecurityHeaders
-from qa_service.api.routes import answers, documents, health, search, sources, web
+from qa_service.api.middleware import BodyLimit, InflightLimit, RequestLog, SecurityHeaders
+from qa_service.api.routes import answers, documents, health, metrics, search, sources, web
 from qa_service.config import Settings
 from qa_service.errors import QAError
+from qa_service.metrics import QUEUE, REJECTED, configure_logging
 from qa_service.schemas import ErrorResponse
 from qa_service.service import QAService
 from qa_service.sources import Scheduler
@@ -76,7 +77,8 @@ def _lifespan(state: State, service: QAService | None) -> Any:
 def create_app(settings: Settings | None = None, *, service: QAService | None = None) -> FastAPI:
     settings = settings or Settings()
     limit_malloc_arenas()
-    state = State(settings=settings, generations=Slots(settings.max_concurrent_generations, "generations"))
+    configure_logging(settings.log_format)
+    state = State(settings=settings, generations=Slots(settings.max_concurrent_generations, "generations", depth=QUEUE, rejected=REJECTED))
     app = FastAPI(
         title="qa-service",
         version="0.1.0",
@@ -101,6 +103,7 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog, collection=settings.collection)  # outermost: 503s and 413s are logged and counted too
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.include_router(health.router)
@@ -108,4 +111,6 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
         app.include_router(router, dependencies=read)
     for router in (documents.writes, sources.writes):
         app.include_router(router, dependencies=write)
+    if settings.metrics != "off":
+        app.include_router(metrics.router, dependencies=write if settings.metrics == "keyed" else [])
     return app

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter, Gauge
 
 from qa_service.config import Settings
 from qa_service.errors import Busy, RateLimited, Unauthorized
@@ -54,14 +55,20 @@ class TokenBucket:
 class Slots:
     """A non-blocking semaphore: a caller over the limit is told to come back, not queued without bound."""
 
-    def __init__(self, limit: int, what: str) -> None:
+    def __init__(self, limit: int, what: str, *, depth: Gauge | None = None, rejected: Counter | None = None) -> None:
         self._sem = threading.BoundedSemaphore(limit)
         self.limit = limit
         self.what = what
+        self.depth = depth  # metrics: slots in use, and refusals
+        self.rejected = rejected
 
     def acquire(self) -> Callable[[], None]:
         if not self._sem.acquire(blocking=False):
+            if self.rejected is not None:
+                self.rejected.inc()
             raise Busy(f"{self.limit} {self.what} already in progress; retry shortly", headers={"Retry-After": "2"})
+        if self.depth is not None:
+            self.depth.inc()
         released = False
 
         def release() -> None:
@@ -69,6 +76,8 @@ class Slots:
             if not released:
                 released = True
                 self._sem.release()
+                if self.depth is not None:
+                    self.depth.dec()
 
         return release
 

@@ -1,6 +1,12 @@
-"""Pure ASGI middleware: a cap on requests in progress, a cap on body size, and the security headers."""
+"""Pure ASGI middleware: a cap on requests in progress, a cap on body size, the security headers, and the request
+log and metrics."""
 
 from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -8,6 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qa_service.api.errors import error_response, qa_error_response
 from qa_service.api.guards import Slots
 from qa_service.errors import QAError
+from qa_service.metrics import LATENCY, REQUESTS, timings
+
+access_log = logging.getLogger("qa_service.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
@@ -95,3 +105,45 @@ class BodyLimit:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+
+class RequestLog:
+    """One log line and the request metrics per HTTP request, with a request id: the caller's `X-Request-ID` when it
+    is a plain token (letters, digits, `._:-`, up to 128), else a new one; returned in the response's `X-Request-ID`.
+    The route is the template (`/v1/documents/{doc_id}`), so ids never become metric labels."""
+
+    def __init__(self, app: ASGIApp, collection: str) -> None:
+        self.app = app
+        self.collection = collection
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+        stages: dict[str, object] = {}
+        token = timings.set(stages)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            timings.reset(token)
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUESTS.labels(route, scope["method"], str(status)).inc()
+            LATENCY.labels(route).observe(seconds)
+            access_log.info(
+                "%s %s %s", scope["method"], route, status,
+                extra={"request_id": request_id, "method": scope["method"], "route": route, "status": status,
+                       "duration_ms": round(seconds * 1000, 1), "collection": self.collection, **{k: v for k, v in stages.items() if v is not None}},
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,9 +33,10 @@ async def _events(first: StreamEvent | None, iterator: Iterator[StreamEvent]) ->
         yield _encode(first)
     loop = asyncio.get_running_loop()
     sentinel = StreamEvent("end", None)
+    context = contextvars.copy_context()  # the request's (its log line's timings), as asyncio.to_thread would pass on
     while True:
         try:
-            ev = await loop.run_in_executor(None, next, iterator, sentinel)
+            ev = await loop.run_in_executor(None, context.run, next, iterator, sentinel)
         except QAError as exc:
             yield _error(exc.code, exc.message)
             return
