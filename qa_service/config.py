@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +46,7 @@ UNSAFE_KEYS = {"changeme", "change-me", "secret", "password", "test", "key", "ap
 # hard limits: the request schemas state them, settings may only tighten them
 MAX_TOP_K = 50
 MAX_QUESTION_CHARS = 1000
+COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$"
 
 
 class Settings(BaseSettings):
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
 
     # store
     data_dir: Path = Field(Path("vectorstore"), description="directory of the embedded Chroma store, the BM25 index and the writer lock")
-    collection: str = Field("news", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]$", description="Chroma collection name")
+    collection: str = Field("news", pattern=COLLECTION_NAME, description="the default collection: requests that name none use it")
     chroma_url: str | None = Field(None, description="a Chroma server (http://host:port) instead of the embedded store")
     write_batch_size: int = Field(1000, ge=1, le=5000, description="records per Chroma write (capped by the server's own maximum)")
 
@@ -139,7 +141,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON line per request (request id, route, status, timings) and per log record")
 
     # API limits and auth
-    api_keys: str = Field("", description="comma-separated API keys (16+ characters); writes need one when set")
+    api_keys: str = Field(
+        "", description="API keys (16+ characters), separated by ';' (or ',' when none is scoped); 'key:news,sports' limits a key to those collections"
+    )
     require_key_for_reads: bool = Field(False, description="searches and answers need a key too")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
     max_question_chars: int = Field(MAX_QUESTION_CHARS, ge=10, le=MAX_QUESTION_CHARS, description="longest question or query")
@@ -176,8 +180,19 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def api_key_scopes(self) -> dict[str, frozenset[str] | None]:
+        """Each key with the collections it may use (None: all). `a;b:news,sports` or, with no scope anywhere, `a,b`."""
+        value = self.api_keys.strip()
+        entries = re.split(r"[;\s]+", value) if ":" in value else re.split(r"[,;\s]+", value)
+        scopes: dict[str, frozenset[str] | None] = {}
+        for entry in filter(None, entries):
+            key, sep, names = entry.partition(":")
+            scopes[key] = frozenset(n.strip() for n in names.split(",") if n.strip()) if sep else None
+        return scopes
+
+    @property
     def api_key_list(self) -> list[str]:
-        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        return list(self.api_key_scopes)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
@@ -32,16 +32,23 @@ QUEUE = Gauge("qa_llm_queue_depth", "asks and chats generating or waiting for th
 REJECTED = Counter("qa_llm_rejections", "asks and chats refused (503) because every generation slot was taken")
 INGESTED = Counter("qa_ingest_documents", "documents ingested, by outcome", ["status"])
 
-timings: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("qa_timings", default=None)
+# the current request's extra log fields (its collection, its answer's stage timings); the request middleware sets a
+# fresh dict per request and writes it into that request's log line
+log_fields: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("qa_log_fields", default=None)
+
+
+def note(**fields: Any) -> None:
+    """Add fields to the current request's log line (no-op outside a request)."""
+    current = log_fields.get()
+    if current is not None:
+        current.update(fields)
 
 
 def observe_answer(retrieve_ms: float, generate_ms: float, total_ms: float, first_token_ms: float | None) -> None:
     for stage, ms in (("retrieve", retrieve_ms), ("generate", generate_ms), ("total", total_ms), ("first_token", first_token_ms)):
         if ms is not None:
             STAGE.labels(stage).observe(ms / 1000)
-    current = timings.get()
-    if current is not None:
-        current.update(retrieve_ms=retrieve_ms, generate_ms=generate_ms, first_token_ms=first_token_ms)
+    note(retrieve_ms=retrieve_ms, generate_ms=generate_ms, first_token_ms=first_token_ms)
 
 
 def observe_ingest(added: int, updated: int, unchanged: int, failed: int) -> None:
@@ -51,10 +58,10 @@ def observe_ingest(added: int, updated: int, unchanged: int, failed: int) -> Non
 
 
 class StoreCollector(Collector):
-    """Documents and chunks of the collection, and the build, read when scraped."""
+    """Documents and chunks per collection, and the build, read when scraped."""
 
-    def __init__(self, service: Any, settings: Any, version: str) -> None:
-        self.service = service  # a callable returning the QAService, or None while models load
+    def __init__(self, counts: Callable[[], dict[str, tuple[int, int]] | None], settings: Any, version: str) -> None:
+        self.counts = counts  # documents and chunks by collection; None while the models load
         self.settings = settings
         self.version = version
 
@@ -64,17 +71,18 @@ class StoreCollector(Collector):
         llm = s.openai_model if s.llm_backend == "openai" else s.llm_model
         info.add_metric([self.version, s.embedding_model, s.llm_backend, llm, str(s.reader).lower()], 1)
         yield info
-        svc = self.service()
-        if svc is None:
-            return
-        docs = GaugeMetricFamily("qa_documents", "documents stored, by collection", labels=["collection"])
-        chunks = GaugeMetricFamily("qa_chunks", "chunks stored, by collection", labels=["collection"])
         try:
-            docs.add_metric([s.collection], svc.store.list_documents(0, 1)[1])
-            chunks.add_metric([s.collection], svc.store.count_chunks())
+            counts = self.counts()
         except Exception:  # the store is down: the scrape still answers, without the counts
             logging.getLogger(__name__).warning("metrics: the store did not answer")
             return
+        if counts is None:
+            return
+        docs = GaugeMetricFamily("qa_documents", "documents stored, by collection", labels=["collection"])
+        chunks = GaugeMetricFamily("qa_chunks", "chunks stored, by collection", labels=["collection"])
+        for name, (n_docs, n_chunks) in counts.items():
+            docs.add_metric([name], n_docs)
+            chunks.add_metric([name], n_chunks)
         yield docs
         yield chunks
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from qa_service.config import MAX_QUESTION_CHARS, MAX_TOP_K
+from qa_service.config import COLLECTION_NAME, MAX_QUESTION_CHARS, MAX_TOP_K
 
 
 class Strict(BaseModel):
@@ -31,6 +31,10 @@ def _text_only(message: str) -> BeforeValidator:
 IsoDate = Annotated[dt.date | None, _text_only("expected an ISO date string (YYYY-MM-DD)")]
 
 
+def _collection() -> Any:
+    return Field(None, pattern=COLLECTION_NAME, description="the collection to use (default: the server's QA_COLLECTION)", examples=["news"])
+
+
 class Filters(Strict):
     source: str | None = Field(None, max_length=200)
     doc_id: str | None = Field(None, max_length=200)
@@ -48,6 +52,7 @@ class AsOfField(Strict):
 
 
 class SearchRequest(AsOfField):
+    collection: str | None = _collection()
     query: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
@@ -75,6 +80,7 @@ Mode = Literal["generative", "extractive"]
 
 
 class AskRequest(AsOfField):
+    collection: str | None = _collection()
     question: str = Field(..., min_length=1, max_length=MAX_QUESTION_CHARS, pattern=NOT_BLANK)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
@@ -88,6 +94,7 @@ class ChatMessage(Strict):
 
 
 class ChatRequest(AsOfField):
+    collection: str | None = _collection()
     messages: list[ChatMessage] = Field(..., min_length=1, max_length=50)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: Filters | None = None
@@ -153,6 +160,7 @@ class DocumentIn(Strict):
 
 
 class DocumentsIn(Strict):
+    collection: str | None = _collection()
     documents: list[DocumentIn] = Field(..., min_length=1)
 
 
@@ -177,6 +185,7 @@ SourceKind = Literal["feed", "sitemap", "page"]
 
 
 class SourceIn(Strict):
+    collection: str | None = _collection()
     url: str = Field(..., min_length=1, max_length=2000, pattern=r"^\S+$", description="an http(s) URL of a feed, a sitemap or a page", examples=["https://example.org/news/rss.xml"])
     refresh_minutes: int = Field(60, ge=0, le=60 * 24 * 30, strict=True, description="minutes between refreshes; 0: only when asked")
     kind: SourceKind | None = Field(None, description="detected from the first response when left out")
@@ -203,6 +212,21 @@ class SourceRefresh(BaseModel):
     source: Source
     report: IngestReport
     notes: list[str] = Field([], description="what the refresh left out and why (items over QA_FETCH_MAX_ITEMS, robots.txt)")
+
+
+class CollectionIn(Strict):
+    name: str = Field(..., pattern=COLLECTION_NAME, description="3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    default: bool = Field(description="the server's QA_COLLECTION: requests that name none use it")
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
 
 
 class DocumentInfo(BaseModel):

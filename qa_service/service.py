@@ -65,9 +65,13 @@ class Plan:
 
 
 class QAService:
-    def __init__(self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, embedder: Embedder | None = None, llm: StreamingLLM | None = None, load_llm: bool = True, parent: QAService | None = None
+    ) -> None:
+        """`parent`: another collection's service whose encoder, reader, LLM and writer lock this one shares."""
         self.settings = settings
-        self.embedder = embedder or make_embedder(settings)
+        self.parent = parent
+        self.embedder: Embedder = parent.embedder if parent else embedder or make_embedder(settings)
         self.store: Store = open_store(settings)
         self.lexical = LexicalIndex(
             self.store, k1=settings.bm25_k1, b=settings.bm25_b, path=settings.data_dir / "lexical" / f"{settings.collection}.npz"
@@ -75,8 +79,8 @@ class QAService:
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
-        self.reader: Reader | None = load_reader(settings.reader_model, settings.threads) if settings.reader else None
-        self.writer = WriterLock(settings.data_dir / ".writer.lock")
+        self.reader: Reader | None = parent.reader if parent else load_reader(settings.reader_model, settings.threads) if settings.reader else None
+        self.writer: WriterLock = parent.writer if parent else WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
             self.store.upgrade()
@@ -88,6 +92,8 @@ class QAService:
 
     @property
     def generator(self) -> Generator:
+        if self.parent is not None:
+            return self.parent.generator
         with self._llm_lock:
             if self._generator is None:
                 llm = self._llm or make_llm(self.settings)
@@ -103,11 +109,13 @@ class QAService:
 
         return Sources(self)
 
-    def close(self) -> None:
+    def close(self, *, flush: bool = True) -> None:
+        """`flush=False` for a dropped collection: its BM25 index is not written back."""
         if "sources" in self.__dict__:
             self.sources.close()
-        self.lexical.flush()
-        if self._llm is not None:
+        if flush:
+            self.lexical.flush()
+        if self._llm is not None and self.parent is None:
             self._llm.close()
 
     # ingest and documents

@@ -182,7 +182,7 @@ def test_scheduler_refreshes_due_sources_and_only_one_worker_leads(svc: QAServic
     sid = svc.sources.add(SourceIn(url=site.url("/rss.xml"), refresh_minutes=1)).source.id
     svc.sources.registry.record(sid, fields={"next_due": 0}, items=[])
     hits = len(site.hits("/rss.xml"))
-    leader, follower = Scheduler(svc.sources, 0.1), Scheduler(svc.sources, 0.1)
+    leader, follower = (Scheduler(lambda: [svc.sources], svc.settings.data_dir, 0.1) for _ in range(2))
     leader.start()
     deadline = time.monotonic() + 10
     while svc.sources.get(sid).last_status != "not modified" and time.monotonic() < deadline:

@@ -127,3 +127,12 @@ def test_upgrade_gives_old_undated_chunks_the_marker_the_as_of_filter_needs(stor
     assert store.upgrade() == 0  # idempotent, and later opens skip the scan
     assert "old:0" in {c for c, _ in store.query(vectors(1, seed=9)[0], 10, Where(as_of=20991231))}
     assert store.get_chunks(["old:0"])[0] == old
+
+
+def test_collections_lists_this_one_and_drop_removes_it(store: Store) -> None:
+    fill(store)
+    name = store.name  # type: ignore[attr-defined]
+    assert name in store.collections() and not any("__" in n for n in store.collections())
+    store.drop()
+    assert name not in store.collections()
+    store.drop()  # dropping again is not an error

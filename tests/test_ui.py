@@ -253,3 +253,18 @@ def test_follow_a_feed_refresh_and_remove_it(page) -> None:  # type: ignore[no-u
         report.filter(has_text="Could not follow: cannot resolve example.invalid").wait_for(timeout=30_000)
     # the 422 is logged by the browser as a failed resource; no script error
     assert [e for e in page.console_errors if "Failed to load resource" not in e] == []  # type: ignore[attr-defined]
+
+
+def test_collection_picker_switches_the_archive(page, server: str) -> None:  # type: ignore[no-untyped-def]
+    assert httpx.post(f"{server}/v1/collections", json={"name": "sports-desk"}).status_code == 201
+    httpx.post(f"{server}/v1/documents", json={"collection": "sports-desk", "documents": [
+        {"id": "derby", "title": "Harbour derby ends level", "text": "Port Alder and Kestrel Island drew 2-2 in the harbour derby on Saturday."}]})
+    page.reload()
+    page.wait_for_selector("#status.ready")
+    page.locator("#collection option", has_text="sports-desk (1)").wait_for(state="attached")
+    page.select_option("#collection", "sports-desk")
+    page.locator("#doc-list li", has_text="Harbour derby ends level").wait_for()
+    assert page.locator("#doc-list li").count() == 1  # the seeds live in the default collection
+    assert "1 documents" in page.locator("#doc-count").inner_text()
+    page.select_option("#collection", "")
+    page.locator("#doc-list li", has_text="Harbour derby ends level").wait_for(state="detached")

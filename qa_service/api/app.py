@@ -16,7 +16,8 @@ from qa_service.api import errors
 from qa_service.api.deps import State
 from qa_service.api.guards import Slots, make_guard, make_limiter
 from qa_service.api.middleware import BodyLimit, InflightLimit, RequestLog, SecurityHeaders
-from qa_service.api.routes import answers, documents, health, metrics, search, sources, web
+from qa_service.api.routes import answers, collections, documents, health, metrics, search, sources, web
+from qa_service.collections import Collections
 from qa_service.config import Settings
 from qa_service.errors import QAError
 from qa_service.metrics import QUEUE, REJECTED, configure_logging
@@ -26,7 +27,7 @@ from qa_service.sources import Scheduler
 
 log = logging.getLogger(__name__)
 
-ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in (400, 401, 404, 409, 413, 422, 429, 503, 504)}
+ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 422, 429, 503, 504)}
 
 
 def limit_malloc_arenas(arenas: int = 2) -> None:
@@ -42,7 +43,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 def _load(state: State, settings: Settings) -> None:
     try:
         state.service = QAService(settings)
-        _schedule(state)
+        _open_collections(state)
     except Exception as exc:
         log.exception("model loading failed")
         state.error = str(exc) if isinstance(exc, QAError) else f"{type(exc).__name__}: {exc}"
@@ -50,9 +51,12 @@ def _load(state: State, settings: Settings) -> None:
         state.ready.set()
 
 
-def _schedule(state: State) -> None:
-    if state.settings.sources_schedule and state.service is not None:
-        state.scheduler = Scheduler(state.service.sources, state.settings.sources_poll_s)
+def _open_collections(state: State) -> None:
+    """The collections (sharing the loaded models) and, when enabled, the sources scheduler over all of them."""
+    assert state.service is not None
+    cols = state.collections = Collections(state.service)
+    if state.settings.sources_schedule:
+        state.scheduler = Scheduler(lambda: [svc.sources for svc in cols.with_sources()], state.settings.data_dir, state.settings.sources_poll_s)
         state.scheduler.start()
 
 
@@ -61,13 +65,15 @@ def _lifespan(state: State, service: QAService | None) -> Any:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service is not None:  # a service the caller built and will close
             state.service = service
-            _schedule(state)
+            _open_collections(state)
             state.ready.set()
         else:
             threading.Thread(target=_load, args=(state, state.settings), daemon=True, name="qa-load").start()
         yield
         if state.scheduler is not None:
             state.scheduler.stop()
+        if state.collections is not None:
+            state.collections.close()
         if state.service is not None and service is None:
             state.service.close()
 
@@ -107,9 +113,9 @@ def create_app(settings: Settings | None = None, *, service: QAService | None = 
     app.include_router(web.router)
     app.mount("/static", StaticFiles(directory=web.WEB_DIR), name="static")
     app.include_router(health.router)
-    for router in (search.router, answers.router, documents.reads, sources.reads):
+    for router in (search.router, answers.router, documents.reads, sources.reads, collections.reads):
         app.include_router(router, dependencies=read)
-    for router in (documents.writes, sources.writes):
+    for router in (documents.writes, sources.writes, collections.writes):
         app.include_router(router, dependencies=write)
     if settings.metrics != "off":
         app.include_router(metrics.router, dependencies=write if settings.metrics == "keyed" else [])

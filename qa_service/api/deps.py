@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from qa_service.api.guards import Slots
+from qa_service.collections import Allowed, Collections
 from qa_service.config import Settings
 from qa_service.errors import NotReady
 from qa_service.service import QAService
@@ -24,6 +25,7 @@ class State:
         self.error: str | None = None  # why loading failed
         self.ready = threading.Event()  # set when loading ended, either way
         self.scheduler: Scheduler | None = None  # refreshes due sources
+        self.collections: Collections | None = None
 
 
 def app_state(request: Request) -> State:
@@ -41,6 +43,19 @@ async def get_service(request: Request) -> QAService:
     return state.service
 
 
+async def get_collections(request: Request) -> Collections:
+    await get_service(request)
+    cols = app_state(request).collections
+    assert cols is not None  # made with the service
+    return cols
+
+
+def allowed(request: Request) -> Allowed:
+    """The collections the caller's API key may use (set by the guard; None: every one)."""
+    scope: Allowed = getattr(request.state, "collections", None)
+    return scope
+
+
 async def get_settings(request: Request) -> Settings:
     return app_state(request).settings
 
@@ -50,5 +65,6 @@ async def get_generations(request: Request) -> Slots:
 
 
 Svc = Annotated[QAService, Depends(get_service)]
+Cols = Annotated[Collections, Depends(get_collections)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Generations = Annotated[Slots, Depends(get_generations)]

@@ -94,12 +94,14 @@ def given_bytes(presented: str) -> bytes:
     return presented.encode("utf-8", "surrogatepass")
 
 
-def _matches(presented: str, keys: list[bytes]) -> bool:
+def _match(presented: str, keys: list[bytes]) -> int:
+    """The index of the key presented, or -1."""
     given = given_bytes(presented)
-    ok = False
-    for key in keys:  # compare against every key so the time does not say which one (or whether any) matched
-        ok |= hmac.compare_digest(given, key)
-    return ok
+    found = -1
+    for i, key in enumerate(keys):  # compare against every key so the time does not say which one (or whether any) matched
+        if hmac.compare_digest(given, key):
+            found = i
+    return found
 
 
 def make_limiter(settings: Settings) -> TokenBucket | None:
@@ -108,12 +110,20 @@ def make_limiter(settings: Settings) -> TokenBucket | None:
 
 def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) -> Callable[..., Awaitable[str]]:
     """A dependency that authenticates (when this scope needs a key) and rate-limits; returns the caller id."""
-    keys = [k.encode() for k in settings.api_key_list]
+    scopes = list(settings.api_key_scopes.values())
+    keys = [k.encode() for k in settings.api_key_scopes]
     needs_key = bool(keys) and (scope == "write" or settings.require_key_for_reads)
 
     def caller_of(request: Request, presented: str | None) -> str:
-        if presented and keys and _matches(presented, keys):
-            return "key:" + hashlib.sha256(given_bytes(presented)).hexdigest()[:12]
+        """The caller's id; request.state.collections says which collections it may use (None: all)."""
+        request.state.collections = None
+        found = _match(presented, keys) if presented and keys else -1
+        if found >= 0:
+            request.state.collections = scopes[found]
+            return "key:" + hashlib.sha256(given_bytes(presented or "")).hexdigest()[:12]
+        if presented and any(s is not None for s in scopes):
+            # a wrong key must not fall back to the open access of a server whose keys are scoped
+            raise Unauthorized("unknown API key", headers={"WWW-Authenticate": "Bearer"})
         if needs_key:
             raise Unauthorized(
                 "this endpoint needs an API key: send X-API-Key or Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"}

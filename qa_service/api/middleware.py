@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qa_service.api.errors import error_response, qa_error_response
 from qa_service.api.guards import Slots
 from qa_service.errors import QAError
-from qa_service.metrics import LATENCY, REQUESTS, timings
+from qa_service.metrics import LATENCY, REQUESTS, log_fields
 
 access_log = logging.getLogger("qa_service.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -124,8 +124,8 @@ class RequestLog:
         request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
         started = time.perf_counter()
         status = 500
-        stages: dict[str, object] = {}
-        token = timings.set(stages)
+        fields: dict[str, object] = {"collection": self.collection}
+        token = log_fields.set(fields)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -137,7 +137,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            timings.reset(token)
+            log_fields.reset(token)
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             REQUESTS.labels(route, scope["method"], str(status)).inc()
@@ -145,5 +145,5 @@ class RequestLog:
             access_log.info(
                 "%s %s %s", scope["method"], route, status,
                 extra={"request_id": request_id, "method": scope["method"], "route": route, "status": status,
-                       "duration_ms": round(seconds * 1000, 1), "collection": self.collection, **{k: v for k, v in stages.items() if v is not None}},
+                       "duration_ms": round(seconds * 1000, 1), **{k: v for k, v in fields.items() if v is not None}},
             )

@@ -34,9 +34,13 @@ async def _events(first: StreamEvent | None, iterator: Iterator[StreamEvent]) ->
     loop = asyncio.get_running_loop()
     sentinel = StreamEvent("end", None)
     context = contextvars.copy_context()  # the request's (its log line's timings), as asyncio.to_thread would pass on
+
+    def step() -> StreamEvent:
+        return next(iterator, sentinel)
+
     while True:
         try:
-            ev = await loop.run_in_executor(None, context.run, next, iterator, sentinel)
+            ev = await loop.run_in_executor(None, context.run, step)
         except QAError as exc:
             yield _error(exc.code, exc.message)
             return

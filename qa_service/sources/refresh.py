@@ -34,7 +34,7 @@ from qa_service.ingest.feeds import (
 from qa_service.ingest.fetch import Blocked, Fetcher, FetchError, Response, check_url
 from qa_service.ingest.loaders import Article, Loaded, LoadError, load_html
 from qa_service.schemas import IngestItem, IngestReport, Source, SourceIn, SourceRefresh
-from qa_service.sources.registry import Registry, iso, source_id
+from qa_service.sources.registry import Registry, iso, registry_path, source_id
 
 if TYPE_CHECKING:
     from qa_service.service import QAService
@@ -67,7 +67,7 @@ class Sources:
 
         self.svc = svc
         self.settings = svc.settings
-        self.registry = Registry(self.settings.data_dir / "sources.sqlite3")
+        self.registry = Registry(registry_path(self.settings))
         self.fetcher = fetcher or Fetcher(self.settings)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()

@@ -1,4 +1,4 @@
-"""The sources registry: a SQLite file beside the store (data_dir/sources.sqlite3) holding the sources, their fetch
+"""The sources registry: a SQLite file per collection beside the store (data_dir/sources/<collection>.sqlite3) holding the sources, their fetch
 state (validators, failures, when they are due) and which documents each brought in. SQLite is safe across the
 API's worker processes; every call opens a short connection.
 """
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from qa_service.config import Settings
 from qa_service.ingest.feeds import Kind, canonical_url
 
 SCHEMA = """
@@ -26,6 +27,10 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_doc ON items (doc_id);
 """
+
+
+def registry_path(settings: Settings) -> Path:
+    return settings.data_dir / "sources" / f"{settings.collection}.sqlite3"
 
 
 def iso(ts: float | None) -> str | None:

@@ -206,6 +206,12 @@ class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
     def reset(self) -> None:
         """Drop every chunk, document, log entry and journal entry of this collection (evaluation starts empty)."""
 
+    def drop(self) -> None:
+        """Delete this collection with everything it holds, for good: nothing is re-created."""
+
+    def collections(self) -> list[str]:
+        """The names of every collection this backend holds (this one among them)."""
+
     def upgrade(self) -> int:
         """Bring records written by an older version up to this one's metadata (today: undated chunks get
         published_ts = UNDATED, which the as_of filter needs); idempotent, run under the writer lock. Returns how

@@ -67,6 +67,18 @@ class ChromaStore:
         self.client.delete_collection(f"{self.name}__journal")
         self._open()
 
+    def drop(self) -> None:
+        """Delete this collection's chunks, records and journal for good (unlike reset, nothing is re-created)."""
+        for name in (self.name, f"{self.name}__docs", f"{self.name}__journal"):
+            try:
+                self.client.delete_collection(name)
+            except Exception:  # already gone (chromadb raises NotFoundError or ValueError by version)
+                pass
+
+    def collections(self) -> list[str]:
+        """Every collection of this Chroma (embedded folder or server), by name; their bookkeeping collections left out."""
+        return sorted(c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections() if "__" not in (getattr(c, "name", None) or str(c)))
+
     def upgrade(self, batch: int = 5000) -> int:
         if self.journal.get(ids=[_UPGRADED], include=[])["ids"]:
             return 0

@@ -38,6 +38,35 @@ async function api(path, opts = {}) {
   return resp.status === 204 ? null : resp.json();
 }
 
+// ---- collections: every request names the picked one (none picked: the server's default) ----
+function collection() { return $("collection").value || null; }
+
+function inCollection(path) {
+  const c = collection();
+  return c ? `${path}${path.includes("?") ? "&" : "?"}collection=${encodeURIComponent(c)}` : path;
+}
+
+function withCollection(body) {
+  const c = collection();
+  return c ? { ...body, collection: c } : body;
+}
+
+async function refreshCollections() {
+  const select = $("collection");
+  try {
+    const data = await api("/v1/collections");
+    const saved = sessionStorage.getItem("qa-collection") || "";
+    select.replaceChildren(...data.collections.map((c) => el("option", { value: c.default ? "" : c.name, text: `${c.name} (${c.documents})` })));
+    select.value = data.collections.some((c) => !c.default && c.name === saved) ? saved : "";
+  } catch (_) { /* an older server, or no access: the default collection only */ }
+}
+
+function switchCollection() {
+  if (collection()) sessionStorage.setItem("qa-collection", collection()); else sessionStorage.removeItem("qa-collection");
+  history.length = 0; $("log").replaceChildren(); $("passage").hidden = true;
+  refreshDocs(); refreshSources();
+}
+
 // ---- health ----
 async function pollHealth() {
   const status = $("status");
@@ -186,7 +215,7 @@ async function ask(question) {
   try {
     const resp = await fetch("/v1/chat", {
       method: "POST", headers: headers(),
-      body: JSON.stringify({ messages: history.slice(-12), filters: filters(), as_of: asOf(), stream: true, mode: $("extractive").checked ? "extractive" : "generative" }),
+      body: JSON.stringify(withCollection({ messages: history.slice(-12), filters: filters(), as_of: asOf(), stream: true, mode: $("extractive").checked ? "extractive" : "generative" })),
     });
     if (!resp.ok) throw new Error(await errorMessage(resp));
     let result = null;
@@ -212,7 +241,7 @@ async function ask(question) {
 async function refreshDocs() {
   const list = $("doc-list");
   try {
-    const data = await api("/v1/documents?limit=500");
+    const data = await api(inCollection("/v1/documents?limit=500"));
     const chunks = data.documents.reduce((a, d) => a + d.chunks, 0);
     $("doc-count").textContent = `${data.total} documents · ${chunks} chunks`;
     list.replaceChildren(...data.documents.map(docItem));
@@ -244,7 +273,7 @@ function twoStepButton(label, confirmLabel, ariaLabel, action) {
 
 function docItem(d) {
   const del = twoStepButton("Delete", "Confirm", `Delete ${d.title}`, async () => {
-    try { await api(`/v1/documents/${encodeURIComponent(d.doc_id)}`, { method: "DELETE" }); showReport(`Deleted ${d.title}`); }
+    try { await api(inCollection(`/v1/documents/${encodeURIComponent(d.doc_id)}`), { method: "DELETE" }); showReport(`Deleted ${d.title}`); }
     catch (err) { showReport(`Delete failed: ${err.message}`, true); }
     refreshDocs();
   });
@@ -273,7 +302,7 @@ function upload(files) {
   showReport(`Uploading ${files.length} file(s)…`);
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", "/v1/documents/upload");
+    xhr.open("POST", inCollection("/v1/documents/upload"));
     for (const [k, v] of Object.entries(headers(false))) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total); };
     xhr.upload.onload = () => showReport("Uploaded; ingesting…");
@@ -294,7 +323,7 @@ function upload(files) {
 async function refreshSources() {
   const list = $("source-list");
   try {
-    const data = await api("/v1/sources");
+    const data = await api(inCollection("/v1/sources"));
     $("source-count").textContent = data.sources.length ? `(${data.sources.length})` : "";
     list.replaceChildren(...data.sources.map(sourceItem));
   } catch (err) {
@@ -311,13 +340,13 @@ function sourceItem(s) {
   refresh.addEventListener("click", async () => {
     refresh.disabled = true;
     try {
-      const r = await api(`/v1/sources/${encodeURIComponent(s.id)}/refresh`, { method: "POST" });
+      const r = await api(inCollection(`/v1/sources/${encodeURIComponent(s.id)}/refresh`), { method: "POST" });
       showReport(describeReport(r.report), r.report.failed > 0);
     } catch (err) { showReport(`Refresh failed: ${err.message}`, true); }
     refreshSources(); refreshDocs();
   });
   const remove = twoStepButton("Remove", "Confirm (documents stay)", `Remove ${s.url}`, async () => {
-    try { await api(`/v1/sources/${encodeURIComponent(s.id)}`, { method: "DELETE" }); showReport(`Stopped following ${s.url}`); }
+    try { await api(inCollection(`/v1/sources/${encodeURIComponent(s.id)}`), { method: "DELETE" }); showReport(`Stopped following ${s.url}`); }
     catch (err) { showReport(`Remove failed: ${err.message}`, true); }
     refreshSources();
   });
@@ -329,7 +358,7 @@ async function addSource() {
   const minutes = Number($("s-minutes").value || "60");
   showReport(`Fetching ${url}…`);
   try {
-    const r = await api("/v1/sources", { method: "POST", body: JSON.stringify({ url, refresh_minutes: minutes }) });
+    const r = await api("/v1/sources", { method: "POST", body: JSON.stringify(withCollection({ url, refresh_minutes: minutes })) });
     const lines = [`${r.source.kind || "?"}: ${r.source.last_status}`, describeReport(r.report), ...r.notes];
     showReport(lines.join("\n"), r.source.failures > 0 || r.report.failed > 0);
     $("s-url").value = "";
@@ -372,7 +401,7 @@ function init() {
     if ($("p-source").value.trim()) doc.source = $("p-source").value.trim();
     if ($("p-date").value) doc.published_at = $("p-date").value;
     try {
-      const r = await api("/v1/documents", { method: "POST", body: JSON.stringify({ documents: [doc] }) });
+      const r = await api("/v1/documents", { method: "POST", body: JSON.stringify(withCollection({ documents: [doc] })) });
       showReport(describeReport(r), r.failed > 0);
       $("paste").reset();
     } catch (err) { showReport(`Could not add: ${err.message}`, true); }
@@ -382,10 +411,13 @@ function init() {
   $("sources").addEventListener("toggle", () => { if ($("sources").open) refreshSources(); });
   const key = $("api-key");
   key.value = sessionStorage.getItem("qa-api-key") || "";
-  key.addEventListener("change", () => { if (key.value) sessionStorage.setItem("qa-api-key", key.value); else sessionStorage.removeItem("qa-api-key"); refreshDocs(); });
+  key.addEventListener("change", () => {
+    if (key.value) sessionStorage.setItem("qa-api-key", key.value); else sessionStorage.removeItem("qa-api-key");
+    refreshCollections().then(() => { refreshDocs(); refreshSources(); });
+  });
+  $("collection").addEventListener("change", switchCollection);
   pollHealth();
-  refreshDocs();
-  refreshSources();
+  refreshCollections().then(() => { refreshDocs(); refreshSources(); });
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from qa_service.api.deps import Generations, Svc
+from qa_service.api.deps import Cols, Generations, allowed
 from qa_service.api.sse import sse_response
 from qa_service.schemas import AskRequest, AskResponse, ChatRequest
 from qa_service.service import final_answer
@@ -19,7 +19,8 @@ STREAMED: dict[int | str, dict[str, Any]] = {200: {"content": {"text/event-strea
 
 
 @router.post("/v1/ask", response_model=AskResponse, responses=STREAMED)
-def ask(req: AskRequest, svc: Svc, generations: Generations) -> Any:
+def ask(req: AskRequest, cols: Cols, generations: Generations, request: Request) -> Any:
+    svc = cols.get(req.collection, allowed(request))
     if req.stream:
         return sse_response(svc.ask_stream(req.question, req.top_k, req.filters, mode=req.mode, as_of=req.as_of), generations.acquire())
     with generations.hold():
@@ -27,7 +28,8 @@ def ask(req: AskRequest, svc: Svc, generations: Generations) -> Any:
 
 
 @router.post("/v1/chat", response_model=AskResponse, responses=STREAMED)
-def chat(req: ChatRequest, svc: Svc, generations: Generations) -> Any:
+def chat(req: ChatRequest, cols: Cols, generations: Generations, request: Request) -> Any:
+    svc = cols.get(req.collection, allowed(request))
     events = svc.chat_stream(req.messages, req.top_k, req.filters, mode=req.mode, as_of=req.as_of)
     if req.stream:
         return sse_response(events, generations.acquire())

@@ -1,23 +1,27 @@
-"""/v1/documents: add (JSON or file upload), list, show and delete. `reads` and `writes` get different guards."""
+"""/v1/documents: add (JSON or file upload), list, show and delete. `reads` and `writes` get different guards.
+Each works on one collection: `collection` in the JSON body, or `?collection=` (default: QA_COLLECTION)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from qa_service.api.deps import SettingsDep, Svc
+from qa_service.api.deps import Cols, SettingsDep, allowed
+from qa_service.config import COLLECTION_NAME
 from qa_service.errors import BadRequest, PayloadTooLarge
 from qa_service.ingest.loaders import Loaded, article_from_mapping, load_bytes
 from qa_service.schemas import DocumentDetail, DocumentList, DocumentsIn, IngestReport
 
 reads = APIRouter(tags=["documents"])
 writes = APIRouter(tags=["documents"])
+CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
 
 
 @writes.post("/v1/documents", response_model=IngestReport)
-def add_documents(req: DocumentsIn, svc: Svc, settings: SettingsDep) -> IngestReport:
+def add_documents(req: DocumentsIn, cols: Cols, settings: SettingsDep, request: Request) -> IngestReport:
+    svc = cols.get(req.collection, allowed(request))
     if len(req.documents) > settings.max_documents_per_request:
         raise BadRequest(f"at most {settings.max_documents_per_request} documents per request")
     items: list[Loaded] = []
@@ -26,13 +30,19 @@ def add_documents(req: DocumentsIn, svc: Svc, settings: SettingsDep) -> IngestRe
             raise PayloadTooLarge(f"documents[{i}] has {len(doc.text)} characters; the limit is {settings.max_document_chars}")
         if not doc.text.strip():
             raise BadRequest(f"documents[{i}].text is blank")
-        items.append(Loaded(f"documents[{i}]", article_from_mapping(doc.model_dump())))
+        items.append(Loaded(f"documents[{i}]", article_from_mapping(doc.model_dump(exclude={"collection"}))))
     return svc.ingest(items)
 
 
 @writes.post("/v1/documents/upload", response_model=IngestReport)
-def upload_documents(svc: Svc, files: Annotated[list[UploadFile], File(description="txt, md, json, jsonl or html files")] = []) -> IngestReport:  # noqa: B006
+def upload_documents(
+    cols: Cols,
+    request: Request,
+    files: Annotated[list[UploadFile], File(description="txt, md, json, jsonl or html files")] = [],  # noqa: B006
+    collection: CollectionQuery = None,
+) -> IngestReport:
     """Files are parsed one by one; a bad file becomes a failed item in the report and the rest are still ingested."""
+    svc = cols.get(collection, allowed(request))
     items: list[Loaded] = []
     for f in files:
         items.extend(load_bytes(f.file.read(), Path(f.filename or "upload.txt").name))
@@ -40,15 +50,21 @@ def upload_documents(svc: Svc, files: Annotated[list[UploadFile], File(descripti
 
 
 @reads.get("/v1/documents", response_model=DocumentList)
-def list_documents(svc: Svc, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> DocumentList:
-    return svc.list_documents(offset, limit)
+def list_documents(
+    cols: Cols,
+    request: Request,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    collection: CollectionQuery = None,
+) -> DocumentList:
+    return cols.get(collection, allowed(request)).list_documents(offset, limit)
 
 
 @reads.get("/v1/documents/{doc_id}", response_model=DocumentDetail)
-def get_document(doc_id: str, svc: Svc) -> DocumentDetail:
-    return svc.get_document(doc_id)
+def get_document(doc_id: str, cols: Cols, request: Request, collection: CollectionQuery = None) -> DocumentDetail:
+    return cols.get(collection, allowed(request)).get_document(doc_id)
 
 
 @writes.delete("/v1/documents/{doc_id}", status_code=204)
-def delete_document(doc_id: str, svc: Svc) -> None:
-    svc.delete(doc_id)
+def delete_document(doc_id: str, cols: Cols, request: Request, collection: CollectionQuery = None) -> None:
+    cols.get(collection, allowed(request)).delete(doc_id)

@@ -15,5 +15,5 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}})
 async def metrics(request: Request) -> Response:
     state = app_state(request)
-    collector = StoreCollector(lambda: state.service, state.settings, request.app.version)
+    collector = StoreCollector(lambda: state.collections.counts() if state.collections else None, state.settings, request.app.version)
     return Response(exposition(collector), media_type=CONTENT_TYPE_LATEST)

@@ -4,40 +4,51 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from qa_service.api.deps import Svc
+from qa_service.api.deps import Cols, allowed
+from qa_service.config import COLLECTION_NAME
 from qa_service.schemas import Source, SourceIn, SourceList, SourceRefresh
+from qa_service.sources import Sources
 
+CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
 reads = APIRouter(tags=["sources"])
 writes = APIRouter(tags=["sources"])
 
 
 @writes.post("/v1/sources", status_code=201, response_model=SourceRefresh)
-def add_source(req: SourceIn, svc: Svc) -> SourceRefresh:
+def add_source(req: SourceIn, cols: Cols, request: Request) -> SourceRefresh:
     """Follow a URL and fetch it once. A URL on a private address, or not http(s), is a 422 (`url_not_allowed`); a first
     fetch that fails still registers the source, with the reason in `last_status`, to be retried on schedule."""
-    return svc.sources.add(req)
+    return cols.get(req.collection, allowed(request)).sources.add(req)
 
 
 @reads.get("/v1/sources", response_model=SourceList)
-def list_sources(svc: Svc) -> SourceList:
-    return SourceList(sources=svc.sources.all())
+def list_sources(cols: Cols, request: Request, collection: CollectionQuery = None) -> SourceList:
+    return SourceList(sources=_sources(cols, request, collection).all())
 
 
 @reads.get("/v1/sources/{source_id}", response_model=Source)
-def get_source(source_id: str, svc: Svc) -> Source:
-    return svc.sources.get(source_id)
+def get_source(source_id: str, cols: Cols, request: Request, collection: CollectionQuery = None) -> Source:
+    return _sources(cols, request, collection).get(source_id)
 
 
 @writes.post("/v1/sources/{source_id}/refresh", response_model=SourceRefresh)
-def refresh_source(source_id: str, svc: Svc) -> SourceRefresh:
+def refresh_source(source_id: str, cols: Cols, request: Request, collection: CollectionQuery = None) -> SourceRefresh:
     """Fetch now: the ingest report of this fetch (added, updated, unchanged, failed, with each item's error)."""
-    return svc.sources.refresh(source_id)
+    return _sources(cols, request, collection).refresh(source_id)
 
 
 @writes.delete("/v1/sources/{source_id}", status_code=204)
 def remove_source(
-    source_id: str, svc: Svc, delete_documents: Annotated[bool, Query(description="also delete the documents only this source brought in")] = False
+    source_id: str,
+    cols: Cols,
+    request: Request,
+    collection: CollectionQuery = None,
+    delete_documents: Annotated[bool, Query(description="also delete the documents only this source brought in")] = False,
 ) -> None:
-    svc.sources.remove(source_id, delete_documents=delete_documents)
+    _sources(cols, request, collection).remove(source_id, delete_documents=delete_documents)
+
+
+def _sources(cols: Cols, request: Request, collection: str | None) -> Sources:
+    return cols.get(collection, allowed(request)).sources
