@@ -36,3 +36,27 @@ def test_long_context_windows_and_negatives(tokenizer) -> None:  # type: ignore[
     assert "riyadh" not in tokenizer.decode(hard.input_ids)
     mixed = with_negatives([pair] * 50, hard=0.5, easy=0.0, seed=1)
     assert 50 < len(mixed) < 100 and mixed == with_negatives([pair] * 50, hard=0.5, easy=0.0, seed=1)
+
+
+def test_unseen_pairs_are_exactly_those_no_training_step_read(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+    import json
+
+    from qa_service.reader.data import TRAIN_FILES
+    from qa_service.reader.train import TrainConfig, _windows_with_pairs, batch_order, unseen_pairs
+
+    for k, name in enumerate(TRAIN_FILES):
+        rows = [{"question": f"Who met the envoy number {k}-{i}?", "context": f"Envoy {k}-{i} met Lavrov in Riyadh.",
+                 "answers": [{"text": "Lavrov", "start": len(f"Envoy {k}-{i} met ")}]} for i in range(8)]
+        with gzip.open(tmp_path / f"{name}.jsonl.gz", "wt") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    cfg = TrainConfig(data=tmp_path, out=tmp_path / "work", max_length=64, batch_size=4, max_steps=3, hard_negatives=0, easy_negatives=0)
+    unseen = {p.question for p in unseen_pairs(cfg)}
+    from transformers import AutoTokenizer
+
+    from qa_service.models import resolve_embedder
+
+    made = _windows_with_pairs(cfg, AutoTokenizer.from_pretrained(resolve_embedder(cfg.base)))
+    order = batch_order([len(w.input_ids) for w, _ in made], 4, cfg.seed, 0)
+    read = {made[i][1].question for b in order[:3] for i in b}
+    assert len(read) == 12 and len(unseen) == 40 - 12 and not (read & unseen)

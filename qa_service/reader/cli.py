@@ -45,21 +45,21 @@ def export_cmd(
     limit: Annotated[int, typer.Option(help="questions per metric set")] = 500,
 ) -> None:
     """Export to int8 ONNX, fit the confidence calibration on held-out pairs, score it, and write the model card."""
-    from qa_service.reader.evaluate import calibrate, evaluate, held_out, rows_of
+    from qa_service.reader.evaluate import calibrate, evaluate, held_out, rows_of, unseen_rows
     from qa_service.reader.export import CALIBRATION, export, write_card
     from qa_service.reader.onnx_reader import OnnxReader
 
     stats = json.loads((work / "train.json").read_text())
     cfg = stats["config"]
     export(work / "model", out)
-    unseen = held_out(data, int(cfg["limit"]), 2 * limit, int(cfg["seed"])) if int(cfg["limit"]) else []
+    unseen = held_out(data, int(cfg["limit"]), 2 * limit, int(cfg["seed"])) if int(cfg["limit"]) else unseen_rows(cfg, 2 * limit)
     reader = OnnxReader(out)
     if unseen:
         (out / CALIBRATION).write_text(json.dumps(calibrate(reader, unseen[limit:]), indent=2))
         reader = OnnxReader(out)
     metrics = {"tweetqa-dev": evaluate(reader, rows_of(data / "tweetqa-dev.jsonl.gz"), name="tweetqa-dev", limit=limit)}
     if unseen:
-        metrics["held-out"] = evaluate(reader, unseen[:limit], name="training pool pairs not sampled")
+        metrics["held-out"] = evaluate(reader, unseen[:limit], name="training pool pairs no training step read")
     command = "qa-service reader train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k in {"limit", "epochs", "max_length", "batch_size", "lr", "seed", "max_steps"} and v
     ) + f" && qa-service reader export  # {shlex.join(sys.argv[1:])}"

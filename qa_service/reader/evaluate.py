@@ -31,6 +31,18 @@ def held_out(data: Path, used: int, n: int, seed: int) -> list[dict[str, Any]]:
     return [{"question": p.question, "context": p.context, "answers": [p.answer_text]} for p in pairs[used : used + n]]
 
 
+def unseen_rows(cfg: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """A seeded sample of `n` pairs no training step read, for a run over every pair that stopped early (else none)."""
+    from qa_service.reader.train import TrainConfig, unseen_pairs
+
+    config = TrainConfig(**{**cfg, "data": Path(cfg["data"]), "out": Path(cfg["out"])})
+    if not config.max_steps:
+        return []
+    pool = unseen_pairs(config)
+    random.Random(config.seed).shuffle(pool)
+    return [{"question": p.question, "context": p.context, "answers": [p.answer_text]} for p in pool[:n]]
+
+
 def evaluate(reader: OnnxReader, rows: list[dict[str, Any]], *, name: str, limit: int = 0, seed: int = 13) -> dict[str, Any]:
     rows = list(rows)
     random.Random(seed).shuffle(rows)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from qa_service.reader.data import Window, featurize, load_pairs, with_negatives
+from qa_service.reader.data import Pair, Window, featurize, load_pairs, with_negatives
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -42,24 +42,53 @@ class TrainConfig:
 
 
 def build_windows(cfg: TrainConfig, tokenizer: Any) -> list[Window]:
+    return [w for w, _ in _windows_with_pairs(cfg, tokenizer)]
+
+
+def _windows_with_pairs(cfg: TrainConfig, tokenizer: Any) -> list[tuple[Window, Pair]]:
+    """Every training window with the pair it was made from, in training's seeded order."""
     pairs = load_pairs(cfg.data)
     rng = random.Random(cfg.seed)
     rng.shuffle(pairs)
     if cfg.limit:
         pairs = pairs[: cfg.limit]
     pairs = with_negatives(pairs, hard=cfg.hard_negatives, easy=cfg.easy_negatives, seed=cfg.seed)
-    windows = [w for p in pairs if (w := featurize(tokenizer, p, cfg.max_length)) is not None]
-    rng.shuffle(windows)
-    return windows
+    made = [(w, p) for p in pairs if (w := featurize(tokenizer, p, cfg.max_length)) is not None]
+    rng.shuffle(made)
+    return made
+
+
+def batch_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Length-bucketed batches of window indices (similar lengths pad little), in a seeded order per epoch."""
+    rng = random.Random(seed * 1000 + epoch)
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    out = [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
+    rng.shuffle(out)
+    return out
 
 
 def batches(windows: list[Window], batch_size: int, seed: int, epoch: int) -> list[list[Window]]:
-    """Length-bucketed batches (similar lengths pad little), in a seeded order per epoch."""
-    rng = random.Random(seed * 1000 + epoch)
-    order = sorted(range(len(windows)), key=lambda i: (len(windows[i].input_ids), rng.random()))
-    out = [[windows[i] for i in order[j : j + batch_size]] for j in range(0, len(order), batch_size)]
-    rng.shuffle(out)
-    return out
+    return [[windows[i] for i in b] for b in batch_order([len(w.input_ids) for w in windows], batch_size, seed, epoch)]
+
+
+def unseen_pairs(cfg: TrainConfig) -> list[Pair]:
+    """Answerable pairs of the training files whose question no training step read: the run's own held-out set when
+    it trained on every pair (`--limit 0`) but stopped before the epoch ended (`--max-steps`)."""
+    from transformers import AutoTokenizer
+
+    from qa_service.models import resolve_embedder
+
+    made = _windows_with_pairs(cfg, AutoTokenizer.from_pretrained(resolve_embedder(cfg.base)))
+    per_epoch = math.ceil(len(made) / cfg.batch_size)
+    steps = cfg.max_steps or int(per_epoch * cfg.epochs)
+    seen: set[str] = set()
+    for step in range(steps):
+        epoch, offset = divmod(step, per_epoch)
+        if offset == 0:
+            order = batch_order([len(w.input_ids) for w, _ in made], cfg.batch_size, cfg.seed, epoch)
+        seen.update(made[i][1].question for i in order[offset])
+    pool = [p for _, p in made if p.answer_start is not None and p.question not in seen]
+    return list({(p.question, p.context): p for p in pool}.values())
 
 
 def collate(batch: list[Window]) -> dict[str, Any]:
