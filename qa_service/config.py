@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     reader_candidates: int = Field(20, ge=1, le=200, description="retrieved chunks the reader reads and reranks")
     reader_weight: float = Field(0.5, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")
     reader_min_score: float = Field(
-        4.0, description="a span must score this much over no-answer (logits) to answer; when no shown passage has one, the answer is a refusal"
+        0.0, description="a span must score this much over no-answer (logits) to answer; when no shown passage has one, the answer is a refusal"
     )
     reader_trust: float = Field(0.5, ge=0, le=1, description="reader confidence above which the LLM's refusal gives way to the reader's span")
     answer_mode: Literal["generative", "extractive"] = Field(
