@@ -208,6 +208,13 @@ class SourceList(BaseModel):
     sources: list[Source]
 
 
+class SourceAdded(Source):
+    """The new source as it stands after its first fetch, with that fetch's ingest report."""
+
+    report: IngestReport
+    notes: list[str] = []
+
+
 class SourceRefresh(BaseModel):
     source: Source
     report: IngestReport

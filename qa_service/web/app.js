@@ -359,8 +359,8 @@ async function addSource() {
   showReport(`Fetching ${url}…`);
   try {
     const r = await api("/v1/sources", { method: "POST", body: JSON.stringify(withCollection({ url, refresh_minutes: minutes })) });
-    const lines = [`${r.source.kind || "?"}: ${r.source.last_status}`, describeReport(r.report), ...r.notes];
-    showReport(lines.join("\n"), r.source.failures > 0 || r.report.failed > 0);
+    const lines = [`${r.kind || "?"}: ${r.last_status}`, describeReport(r.report), ...r.notes];
+    showReport(lines.join("\n"), r.failures > 0 || r.report.failed > 0);
     $("s-url").value = "";
   } catch (err) { showReport(`Could not follow: ${err.message}`, true); }
   refreshSources(); refreshDocs();

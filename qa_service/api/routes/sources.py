@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from qa_service.api.deps import Cols, allowed
 from qa_service.config import COLLECTION_NAME
-from qa_service.schemas import Source, SourceIn, SourceList, SourceRefresh
+from qa_service.schemas import Source, SourceAdded, SourceIn, SourceList, SourceRefresh
 from qa_service.sources import Sources
 
 CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
@@ -16,11 +16,12 @@ reads = APIRouter(tags=["sources"])
 writes = APIRouter(tags=["sources"])
 
 
-@writes.post("/v1/sources", status_code=201, response_model=SourceRefresh)
-def add_source(req: SourceIn, cols: Cols, request: Request) -> SourceRefresh:
+@writes.post("/v1/sources", status_code=201, response_model=SourceAdded)
+def add_source(req: SourceIn, cols: Cols, request: Request) -> SourceAdded:
     """Follow a URL and fetch it once. A URL on a private address, or not http(s), is a 422 (`url_not_allowed`); a first
     fetch that fails still registers the source, with the reason in `last_status`, to be retried on schedule."""
-    return cols.get(req.collection, allowed(request)).sources.add(req)
+    done = cols.get(req.collection, allowed(request)).sources.add(req)
+    return SourceAdded(**done.source.model_dump(), report=done.report, notes=done.notes)
 
 
 @reads.get("/v1/sources", response_model=SourceList)
