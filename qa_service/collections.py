@@ -48,7 +48,7 @@ class Collections:
 
     @staticmethod
     def check_name(name: str) -> str:
-        if not re.fullmatch(COLLECTION_NAME, name) or "__" in name:
+        if not re.fullmatch(COLLECTION_NAME, name):
             raise BadRequest(f"invalid collection name {name!r}: 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
         return name
 
@@ -80,6 +80,8 @@ class Collections:
             raise Forbidden(f"this API key may not use collection {name!r}")
         if name in self.names():
             raise QAError(f"collection {name!r} exists", code="conflict", status=409)
+        if "__" in name:  # the store names a collection's bookkeeping <name>__docs and <name>__journal
+            raise QAError(f"collection names with '__' are reserved: {name!r}", code="conflict", status=409)
         return self._opening(name)
 
     def delete(self, name: str, allowed: Allowed = None) -> None:

@@ -187,7 +187,7 @@ SourceKind = Literal["feed", "sitemap", "page"]
 class SourceIn(Strict):
     collection: str | None = _collection()
     url: str = Field(..., min_length=1, max_length=2000, pattern=r"^\S+$", description="an http(s) URL of a feed, a sitemap or a page", examples=["https://example.org/news/rss.xml"])
-    refresh_minutes: int = Field(60, ge=0, le=60 * 24 * 30, strict=True, description="minutes between refreshes; 0: only when asked")
+    refresh_minutes: int = Field(60, ge=0, le=60 * 24 * 30, description="minutes between refreshes; 0: only when asked")
     kind: SourceKind | None = Field(None, description="detected from the first response when left out")
 
 

@@ -70,6 +70,7 @@ def test_collections_are_isolated(client: TestClient) -> None:
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     for bad in ("a", "bad name", "-x-", "x" * 70):
         assert client.post("/v1/collections", json={"name": bad}, headers=h).status_code == 422
+    assert client.post("/v1/collections", json={"name": "desk__docs"}, headers=h).status_code == 409  # the store's own suffix
     assert client.delete("/v1/collections/news", headers=h).status_code == 409  # the server's default stays
     assert client.delete("/v1/collections/desk-a", headers=h).status_code == 204
     assert client.get("/v1/documents?collection=desk-a", headers=h).status_code == 404

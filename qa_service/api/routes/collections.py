@@ -3,10 +3,13 @@ only those."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 
 from qa_service.api.deps import Cols, allowed
 from qa_service.collections import Collections
+from qa_service.config import COLLECTION_NAME
 from qa_service.schemas import CollectionIn, CollectionInfo, CollectionList
 
 reads = APIRouter(tags=["collections"])
@@ -31,6 +34,6 @@ def create_collection(req: CollectionIn, cols: Cols, request: Request) -> Collec
 
 
 @writes.delete("/v1/collections/{name}", status_code=204)
-def delete_collection(name: str, cols: Cols, request: Request) -> None:
+def delete_collection(name: Annotated[str, Path(pattern=COLLECTION_NAME)], cols: Cols, request: Request) -> None:
     """Deletes the collection with its documents, index and sources; the server's QA_COLLECTION is refused (409)."""
     cols.delete(name, allowed(request))
