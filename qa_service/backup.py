@@ -11,11 +11,11 @@ exported: import re-embeds, which gives the same vectors for the same model and 
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import hashlib
 import json
 import os
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from qa_service.errors import BadRequest
 from qa_service.ingest.loaders import Article, Loaded
 from qa_service.schemas import IngestReport
+from qa_service.store.base import utc_stamp
 
 if TYPE_CHECKING:
     from qa_service.service import QAService
@@ -61,7 +62,7 @@ def export(svc: QAService, out: Path) -> dict[str, Any]:
         manifest = {
             "format": FORMAT,
             "collection": s.collection,
-            "created_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created_at": utc_stamp(time.time()),
             "documents": documents,
             "chunks": chunks,
             "documents_sha256": digest.hexdigest(),

@@ -84,11 +84,19 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or directorie
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        for item in report.items:
-            if item.status == "failed":
-                typer.secho(f"failed  {item.origin}: {item.error}", fg="yellow", err=True)
-        typer.echo(f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, failed {report.failed}; chunks written {report.chunks_written}")
+        _print_failures(report)
+        typer.echo(f"{_counts(report)}; chunks written {report.chunks_written}")
     raise typer.Exit(1 if report.failed and not (report.added or report.updated or report.unchanged) else 0)
+
+
+def _print_failures(report: Any) -> None:
+    for item in report.items:
+        if item.status == "failed":
+            typer.secho(f"failed  {item.origin}: {item.error}", fg="yellow", err=True)
+
+
+def _counts(report: Any) -> str:
+    return f"added {report.added}, updated {report.updated}, unchanged {report.unchanged}, failed {report.failed}"
 
 
 def _filters(source: str | None, doc_id: str | None, after: str | None, before: str | None) -> Any:
@@ -271,8 +279,7 @@ def import_cmd(
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        typer.echo(f"restored {manifest['documents']} documents into {svc.settings.collection}: added {report.added}, "
-                   f"updated {report.updated}, unchanged {report.unchanged}, failed {report.failed}; chunks written {report.chunks_written}")
+        typer.echo(f"restored {manifest['documents']} documents into {svc.settings.collection}: {_counts(report)}; chunks written {report.chunks_written}")
     raise typer.Exit(1 if report.failed else 0)
 
 
@@ -284,13 +291,11 @@ def _print_refresh(result: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
-    r, s = result.report, result.source
-    for item in r.items:
-        if item.status == "failed":
-            typer.secho(f"failed  {item.origin}: {item.error}", fg="yellow", err=True)
+    s = result.source
+    _print_failures(result.report)
     for note in result.notes:
         typer.secho(f"note    {note}", err=True)
-    typer.echo(f"{s.id}\t{s.kind or '?'}\t{s.last_status}\tadded {r.added}, updated {r.updated}, unchanged {r.unchanged}, failed {r.failed}\t{s.url}")
+    typer.echo(f"{s.id}\t{s.kind or '?'}\t{s.last_status}\t{_counts(result.report)}\t{s.url}")
 
 
 @sources_app.command("add")

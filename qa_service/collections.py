@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Iterator
 
-from qa_service.config import COLLECTION_NAME
+from qa_service.config import COLLECTION_NAME, Settings
 from qa_service.errors import BadRequest, NotFound, QAError
 from qa_service.metrics import note
 from qa_service.service import QAService
@@ -52,12 +52,19 @@ class Collections:
             raise BadRequest(f"invalid collection name {name!r}: 3-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
         return name
 
+    @staticmethod
+    def _admit(name: str, allowed: Allowed) -> None:
+        if allowed is not None and name not in allowed:
+            raise Forbidden(f"this API key may not use collection {name!r}")
+
+    def _settings(self, name: str) -> Settings:
+        return self.default.settings.model_copy(update={"collection": name})
+
     def get(self, name: str | None, allowed: Allowed = None) -> QAService:
         """The service of a collection that exists; 404 for one that does not, 403 for one the key may not use."""
         name = self.check_name(name) if name else self.default_name
         note(collection=name)
-        if allowed is not None and name not in allowed:
-            raise Forbidden(f"this API key may not use collection {name!r}")
+        self._admit(name, allowed)
         with self._lock:
             svc = self._open.get(name)
         if svc is not None:
@@ -69,15 +76,11 @@ class Collections:
     def _opening(self, name: str) -> QAService:
         with self._lock:
             if name not in self._open:
-                d = self.default
-                settings = d.settings.model_copy(update={"collection": name})
-                self._open[name] = QAService(settings, parent=d, load_llm=False)
+                self._open[name] = QAService(self._settings(name), parent=self.default, load_llm=False)
             return self._open[name]
 
     def create(self, name: str, allowed: Allowed = None) -> QAService:
-        self.check_name(name)
-        if allowed is not None and name not in allowed:
-            raise Forbidden(f"this API key may not use collection {name!r}")
+        self._admit(self.check_name(name), allowed)
         if name in self.names():
             raise QAError(f"collection {name!r} exists", code="conflict", status=409)
         if "__" in name:  # the store names a collection's bookkeeping <name>__docs and <name>__journal
@@ -100,22 +103,23 @@ class Collections:
         if svc.lexical.path is not None:
             svc.lexical.path.unlink(missing_ok=True)
 
-    def counts(self) -> dict[str, tuple[int, int]]:
-        """Documents and chunks of every collection (for /metrics); unopened ones through a bare store."""
+    def count(self, name: str) -> tuple[int, int]:
+        """Documents and chunks of a collection; one not opened yet is counted through a bare store, so listing or
+        scraping never loads a collection's BM25 index."""
         from qa_service.store import open_store
 
-        out: dict[str, tuple[int, int]] = {}
-        for name in self.names():
-            with self._lock:
-                svc = self._open.get(name)
-            store = svc.store if svc else open_store(self.default.settings.model_copy(update={"collection": name}))
-            out[name] = (store.list_documents(0, 1)[1], store.count_chunks())
-        return out
+        with self._lock:
+            svc = self._open.get(name)
+        store = svc.store if svc else open_store(self._settings(name))
+        return store.list_documents(0, 1)[1], store.count_chunks()
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """Documents and chunks of every collection (for /metrics)."""
+        return {name: self.count(name) for name in self.names()}
 
     def with_sources(self) -> list[QAService]:
         """The collections that follow sources (their registry exists), opened: what the scheduler refreshes."""
-        names = [n for n in self.names() if registry_path(self.default.settings.model_copy(update={"collection": n})).exists()]
-        return [self.get(n) for n in names]
+        return [self.get(n) for n in self.names() if registry_path(self._settings(n)).exists()]
 
     def close(self) -> None:
         for svc in self.opened():

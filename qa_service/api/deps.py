@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from qa_service.api.guards import Slots
 from qa_service.collections import Allowed, Collections
-from qa_service.config import Settings
+from qa_service.config import COLLECTION_NAME, Settings
 from qa_service.errors import NotReady
 from qa_service.service import QAService
 from qa_service.sources import Scheduler
@@ -66,5 +66,6 @@ async def get_generations(request: Request) -> Slots:
 
 Svc = Annotated[QAService, Depends(get_service)]
 Cols = Annotated[Collections, Depends(get_collections)]
+CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Generations = Annotated[Slots, Depends(get_generations)]

@@ -110,8 +110,9 @@ def make_limiter(settings: Settings) -> TokenBucket | None:
 
 def make_guard(settings: Settings, scope: Scope, limiter: TokenBucket | None) -> Callable[..., Awaitable[str]]:
     """A dependency that authenticates (when this scope needs a key) and rate-limits; returns the caller id."""
-    scopes = list(settings.api_key_scopes.values())
-    keys = [k.encode() for k in settings.api_key_scopes]
+    key_scopes = settings.api_key_scopes
+    scopes = list(key_scopes.values())
+    keys = [k.encode() for k in key_scopes]
     needs_key = bool(keys) and (scope == "write" or settings.require_key_for_reads)
 
     def caller_of(request: Request, presented: str | None) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin
 
+from qa_service.store.base import utc_stamp
+
 Kind = Literal["feed", "sitemap", "page"]
-KINDS: tuple[Kind, ...] = ("feed", "sitemap", "page")
 FULL_TEXT_CHARS = 400  # a feed entry with this much text is the article itself; a shorter one is a teaser, so its page is fetched
 
 _FEED_ROOT = re.compile(rb"<(?:[a-z0-9]+:)?(rss|feed|rdf)\b", re.I)
@@ -23,6 +23,7 @@ _SITEMAP_ROOT = re.compile(rb"<(?:[a-z0-9]+:)?(urlset|sitemapindex)\b", re.I)
 _HTML_ROOT = re.compile(rb"<(!doctype\s+html|html)\b", re.I)
 XML_TYPES = {"application/xml", "text/xml", "application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/x-rss+xml"}
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
+ACCEPTED: dict[str, set[str]] = {"page": HTML_TYPES, "feed": XML_TYPES | HTML_TYPES, "sitemap": XML_TYPES}  # some servers send feeds as text/html
 
 
 class ParseError(ValueError):
@@ -43,7 +44,6 @@ class Parsed:
     kind: Kind
     items: list[Item] = field(default_factory=list)
     sitemaps: list[str] = field(default_factory=list)  # the children of a sitemap index
-    title: str | None = None
 
 
 def canonical_url(url: str) -> str:
@@ -70,15 +70,12 @@ def detect_kind(content_type: str, body: bytes) -> Kind | None:
 
 
 def check_content_type(content_type: str, kind: Kind) -> None:
-    wanted = HTML_TYPES if kind == "page" else XML_TYPES | HTML_TYPES if kind == "feed" else XML_TYPES
-    if content_type and content_type not in wanted and not content_type.endswith("+xml"):
+    if content_type and content_type not in ACCEPTED[kind] and not content_type.endswith("+xml"):
         raise ParseError(f"a {kind} was expected but the server sent {content_type}")
 
 
 def _iso(parsed: Any) -> str | None:
-    if not parsed:
-        return None
-    return dt.datetime.fromtimestamp(calendar.timegm(parsed), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_stamp(calendar.timegm(parsed)) if parsed else None
 
 
 def html_to_text(fragment: str) -> str:
@@ -122,7 +119,7 @@ def parse_feed(body: bytes, base_url: str, *, max_items: int) -> Parsed:
         )
     if not items and feed.bozo:
         raise ParseError(f"not a readable feed: {getattr(feed, 'bozo_exception', None) or 'no entry has a link'}")
-    return Parsed("feed", items, title=(feed.feed.get("title") or "").strip() or None)
+    return Parsed("feed", items)
 
 
 def _local(tag: object) -> str:
@@ -136,7 +133,7 @@ def _date(value: str | None) -> str | None:
     try:
         if "T" not in value:
             return dt.date.fromisoformat(value[:10]).isoformat()
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc_stamp(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return None
 
@@ -176,7 +173,3 @@ def parse_sitemap(body: bytes, base_url: str, *, max_items: int) -> Parsed:
 def count_entries(body: bytes) -> int:
     """How many entries a feed or sitemap holds, to say so when only the first QA_FETCH_MAX_ITEMS are read."""
     return len(re.findall(rb"<(?:[a-z0-9]+:)?(?:item|entry|url|sitemap)\b[\s>]", body, re.I))
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

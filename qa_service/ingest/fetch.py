@@ -122,7 +122,7 @@ class GuardedBackend(httpcore.SyncBackend):
         try:
             addresses = self.guard.addresses(host, port)
         except (Blocked, FetchError) as exc:
-            raise httpcore.ConnectError(str(getattr(exc, "message", exc))) from exc
+            raise httpcore.ConnectError(str(exc)) from exc
         last: Exception | None = None
         for address in addresses:
             try:

@@ -79,13 +79,14 @@ def unseen_pairs(cfg: TrainConfig) -> list[Pair]:
     from qa_service.models import resolve_embedder
 
     made = _windows_with_pairs(cfg, AutoTokenizer.from_pretrained(resolve_embedder(cfg.base)))
+    lengths = [len(w.input_ids) for w, _ in made]
     per_epoch = math.ceil(len(made) / cfg.batch_size)
     steps = cfg.max_steps or int(per_epoch * cfg.epochs)
     seen: set[str] = set()
     for step in range(steps):
         epoch, offset = divmod(step, per_epoch)
         if offset == 0:
-            order = batch_order([len(w.input_ids) for w, _ in made], cfg.batch_size, cfg.seed, epoch)
+            order = batch_order(lengths, cfg.batch_size, cfg.seed, epoch)
         seen.update(made[i][1].question for i in order[offset])
     pool = [p for _, p in made if p.answer_start is not None and p.question not in seen]
     return list({(p.question, p.context): p for p in pool}.values())

@@ -57,6 +57,10 @@ class _Got:
     doc_id: str | None = None
 
 
+def _failed_item(url: str, why: str) -> IngestItem:
+    return IngestItem(origin=url, doc_id=None, status="failed", error=why)
+
+
 class Sources:
     """Add, list, refresh and remove sources for one service; `refresh_due` is what the scheduler and cron call."""
 
@@ -86,7 +90,7 @@ class Sources:
             last_status=row["last_status"],
             failures=row["failures"],
             next_refresh_at=iso(row["next_due"]) if row["refresh_minutes"] > 0 else None,
-            documents=self.registry.documents(row["id"]),
+            documents=row["documents"],
         )
 
     def get(self, sid: str) -> Source:
@@ -100,10 +104,10 @@ class Sources:
 
     def add(self, req: SourceIn) -> SourceRefresh:
         """Register a source and refresh it once (which detects its kind); a failed first fetch still registers it."""
-        url = check_url(req.url, self.fetcher.guard)
+        url = canonical_url(check_url(req.url, self.fetcher.guard))
         sid = source_id(url)
-        if not self.registry.add(sid, canonical_url(url), req.kind, req.refresh_minutes):
-            raise QAError(f"source {sid} already follows {canonical_url(url)}", code="conflict", status=409)
+        if not self.registry.add(sid, url, req.kind, req.refresh_minutes):
+            raise QAError(f"source {sid} already follows {url}", code="conflict", status=409)
         return self.refresh(sid)
 
     def remove(self, sid: str, *, delete_documents: bool = False) -> int:
@@ -149,7 +153,7 @@ class Sources:
                 got = self.fetcher.get(row["url"], etag=row["etag"], last_modified=row["last_modified"])
                 kind, report, items = self._read(row, got, notes)
             except (FetchError, ParseError, LoadError, Blocked) as exc:
-                return self._failed(row, started, str(getattr(exc, "message", exc)))
+                return self._failed(row, started, str(exc))
             status = "not modified" if got.not_modified else "ok"
             if report.failed:
                 status += f" ({report.failed} of {len(report.items)} items failed)"
@@ -175,7 +179,7 @@ class Sources:
             items=[],
         )
         log.warning("source %s failed (%d in a row): %s", row["id"], failures, why)
-        report = IngestReport(failed=1, items=[IngestItem(origin=row["url"], doc_id=None, status="failed", error=why)])
+        report = IngestReport(failed=1, items=[_failed_item(row["url"], why)])
         return SourceRefresh(source=self.get(row["id"]), report=report)
 
     def _read(self, row: sqlite3.Row, got: Response, notes: list[str]) -> tuple[Kind | None, IngestReport, list[tuple[str, str | None, str | None, str | None]]]:
@@ -184,8 +188,8 @@ class Sources:
             return kind, IngestReport(), []
         if got.status != 200:
             raise FetchError(f"HTTP {got.status} from {got.url}")
-        found = detect_kind(got.content_type, got.body)
         if kind is None:
+            found = detect_kind(got.content_type, got.body)
             if found is None:
                 raise ParseError(f"{got.url} is neither a feed, a sitemap nor an HTML page (content type {got.content_type or 'none'})")
             kind = found
@@ -223,7 +227,7 @@ class Sources:
         try:
             got = self.fetcher.get(item.url, etag=known["etag"] if known else None, last_modified=known["last_modified"] if known else None)
         except (FetchError, Blocked) as exc:
-            return _Got(None, IngestItem(origin=item.url, doc_id=None, status="failed", error=str(getattr(exc, "message", exc))), item.url)
+            return _Got(None, _failed_item(item.url, str(exc)), item.url)
         if got.not_modified and known is not None:
             return _Got(None, IngestItem(origin=item.url, doc_id=known["doc_id"], status="unchanged"), item.url, got.etag or known["etag"],
                         got.last_modified or known["last_modified"], known["doc_id"])
@@ -238,7 +242,7 @@ class Sources:
             if len(page.text) < MIN_ARTICLE_CHARS:
                 raise LoadError(f"the page holds no article text ({len(page.text)} characters extracted)")
         except (LoadError, ParseError) as exc:
-            return _Got(None, IngestItem(origin=item.url, doc_id=None, status="failed", error=str(exc)), item.url)
+            return _Got(None, _failed_item(item.url, str(exc)), item.url)
         url = item.url
         if page.url and urlsplit(canonical_url(page.url)).netloc == urlsplit(url).netloc:
             url = canonical_url(page.url)  # the page's own canonical link, on its own host only

@@ -5,7 +5,6 @@ API's worker processes; every call opens a short connection.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import sqlite3
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from qa_service.config import Settings
 from qa_service.ingest.feeds import Kind, canonical_url
+from qa_service.store.base import utc_stamp
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_doc ON items (doc_id);
 """
+SOURCE_ROWS = (
+    "SELECT s.*, (SELECT COUNT(DISTINCT i.doc_id) FROM items i WHERE i.source_id = s.id AND i.doc_id IS NOT NULL) AS documents FROM sources s"
+)
 
 
 def registry_path(settings: Settings) -> Path:
@@ -34,7 +37,7 @@ def registry_path(settings: Settings) -> Path:
 
 
 def iso(ts: float | None) -> str | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if ts is None else utc_stamp(ts)
 
 
 def source_id(url: str) -> str:
@@ -71,21 +74,18 @@ class Registry:
             return cur.rowcount == 1
 
     def row(self, sid: str) -> sqlite3.Row | None:
+        """A source's fields and `documents`, how many documents it brought in."""
         with self._db() as db:
-            row: sqlite3.Row | None = db.execute("SELECT * FROM sources WHERE id = ?", (sid,)).fetchone()
+            row: sqlite3.Row | None = db.execute(f"{SOURCE_ROWS} WHERE s.id = ?", (sid,)).fetchone()
             return row
 
     def rows(self) -> list[sqlite3.Row]:
         with self._db() as db:
-            return list(db.execute("SELECT * FROM sources ORDER BY created_at, id"))
+            return list(db.execute(f"{SOURCE_ROWS} ORDER BY s.created_at, s.id"))
 
     def due(self, now: float) -> list[str]:
         with self._db() as db:
             return [r["id"] for r in db.execute("SELECT id FROM sources WHERE refresh_minutes > 0 AND next_due <= ? ORDER BY next_due", (now,))]
-
-    def documents(self, sid: str) -> int:
-        with self._db() as db:
-            return int(db.execute("SELECT COUNT(DISTINCT doc_id) FROM items WHERE source_id = ? AND doc_id IS NOT NULL", (sid,)).fetchone()[0])
 
     def items(self, sid: str) -> dict[str, sqlite3.Row]:
         with self._db() as db:

@@ -118,6 +118,11 @@ def date_key(value: str | None) -> int | None:
     return d.year * 10000 + d.month * 100 + d.day
 
 
+def utc_stamp(ts: float) -> str:
+    """A Unix time in the one form the service writes its timestamps: 2026-12-06T03:58:11Z (UTC, to the second)."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def key_date(key: int | None) -> dt.date | None:
     """date_key's inverse: a YYYYMMDD key back to a date (None for undated or malformed)."""
     if not key or key < 0:

@@ -77,7 +77,8 @@ class ChromaStore:
 
     def collections(self) -> list[str]:
         """Every collection of this Chroma (embedded folder or server), by name; their bookkeeping collections left out."""
-        return sorted(c.name if hasattr(c, "name") else str(c) for c in self.client.list_collections() if "__" not in (getattr(c, "name", None) or str(c)))
+        names = (getattr(c, "name", c) for c in self.client.list_collections())  # Collection objects, or names in older clients
+        return sorted(n for n in names if "__" not in n)
 
     def upgrade(self, batch: int = 5000) -> int:
         if self.journal.get(ids=[_UPGRADED], include=[])["ids"]:

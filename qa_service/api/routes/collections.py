@@ -17,8 +17,8 @@ writes = APIRouter(tags=["collections"])
 
 
 def _info(cols: Collections, name: str) -> CollectionInfo:
-    store = cols.get(name).store
-    return CollectionInfo(name=name, documents=store.list_documents(0, 1)[1], chunks=store.count_chunks(), default=name == cols.default_name)
+    documents, chunks = cols.count(name)
+    return CollectionInfo(name=name, documents=documents, chunks=chunks, default=name == cols.default_name)
 
 
 @reads.get("/v1/collections", response_model=CollectionList)

@@ -8,15 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
-from qa_service.api.deps import Cols, SettingsDep, allowed
-from qa_service.config import COLLECTION_NAME
+from qa_service.api.deps import CollectionQuery, Cols, SettingsDep, allowed
 from qa_service.errors import BadRequest, PayloadTooLarge
 from qa_service.ingest.loaders import Loaded, article_from_mapping, load_bytes
 from qa_service.schemas import DocumentDetail, DocumentList, DocumentsIn, IngestReport
 
 reads = APIRouter(tags=["documents"])
 writes = APIRouter(tags=["documents"])
-CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
 
 
 @writes.post("/v1/documents", response_model=IngestReport)

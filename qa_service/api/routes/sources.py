@@ -6,12 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from qa_service.api.deps import Cols, allowed
-from qa_service.config import COLLECTION_NAME
+from qa_service.api.deps import CollectionQuery, Cols, allowed
 from qa_service.schemas import Source, SourceAdded, SourceIn, SourceList, SourceRefresh
 from qa_service.sources import Sources
 
-CollectionQuery = Annotated[str | None, Query(pattern=COLLECTION_NAME, description="the collection (default: QA_COLLECTION)")]
 reads = APIRouter(tags=["sources"])
 writes = APIRouter(tags=["sources"])
 
