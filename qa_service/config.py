@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     recency_half_life_days: float = Field(180.0, ge=0, description="days of age (before the newest candidate) over which the date prior halves when no time is named")
     min_similarity: float = Field(0.1, ge=-1, le=1, description="below this top cosine the LLM is not called: refuse")
     strict_grounding: bool = Field(True, description="refuse answers whose words or question names the passages lack")
+    missing_terms: Literal["archive", "passages"] = Field(
+        "archive", description="strict grounding refuses a question naming a term no shown passage holds: if the archive never names it (archive), or always (passages)"
+    )
     dedup_threshold: float = Field(0.95, ge=0, le=1, description="cosine above which two chunks are duplicates")
 
     # reading: the trained extractive reader

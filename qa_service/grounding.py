@@ -8,12 +8,14 @@ the question names something no passage mentions or asks for a quantity the answ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from qa_service.citations import EXACT, Verdict, blank_markers, resolve_markers, split_output, strip_markers, support
 from qa_service.passages import Passage
 from qa_service.retrieval import Retrieved
 from qa_service.text import STOPWORDS, fold, normalize
 
+Known = Callable[[str], bool]
 REFUSAL_TEXT = "I don't know: the retrieved passages do not say."
 SHORT_WORDS = 6  # a marker-free answer this short is its own short answer
 COPIED_WORDS = 25  # a longer answer with no short answer is a copied passage: the model found none
@@ -123,10 +125,10 @@ def key_terms(question: str) -> list[str]:
     return [w for w in _KEY.findall(question) if w != first and normalize(w) not in _STOP and _folded(w)]
 
 
-def missing_key_terms(question: str, evidence: str) -> list[str]:
-    """The question's key terms that no passage mentions."""
+def missing_key_terms(question: str, evidence: str, known: Known | None = None) -> list[str]:
+    """The question's key terms that no passage mentions (and, given `known`, that the archive never mentions)."""
     have = set(_folded(evidence))
-    return [w for w in key_terms(question) if not all(_present(t, have) for t in _folded(w))]
+    return [w for w in key_terms(question) if not all(_present(t, have) for t in _folded(w)) and not (known and known(w))]
 
 
 def lacks_quantity(question: str, answer: str) -> bool:
@@ -159,19 +161,26 @@ def _resupport(answer: str, prose: str, cited: list[int], short: str, passages: 
     return answer, cited, short
 
 
-def _strict_refusal(answer: str, short: str | None, cited: list[int], passages: list[Passage], question: str) -> str | None:
+def _strict_refusal(
+    answer: str, short: str | None, cited: list[int], passages: list[Passage], question: str, known: Known | None
+) -> str | None:
     chunk_text = {p.n: p.hit.chunk.text for p in passages}
     if grounding(answer, question, " ".join(chunk_text[n] for n in cited)) < GROUNDED:
         return "unsupported"  # the answer says things its cited passages do not
-    if missing_key_terms(question, " ".join(chunk_text.values())):
-        return "missing_terms"  # the question names something no retrieved passage mentions
+    if missing_key_terms(question, " ".join(chunk_text.values()), known):
+        return "missing_terms"  # the question names something no retrieved passage (or the archive) mentions
     if lacks_quantity(question, f"{answer} {short or ''}"):
         return "no_quantity"  # asked for a quantity, answered without one
     return None
 
 
-def ground(raw: str, passages: list[Passage], question: str, *, strict: bool = True) -> Verdict:
-    """The model's raw reply -> a grounded answer whose every [n] resolves, or a refusal with its reason."""
+def ground(raw: str, passages: list[Passage], question: str, *, strict: bool = True, known: Known | None = None) -> Verdict:
+    """The model's raw reply -> a grounded answer whose every [n] resolves, or a refusal with its reason.
+
+    `known(word)`: whether the archive mentions the word anywhere. Given it, a question's name that the passages
+    lack refuses only when the archive has never seen it ("the 2026 Geneva summit" over articles that never name
+    Geneva): a paraphrased question often names a country or weekday its answer's passage leaves out.
+    """
     body, short = split_output(raw)
     answer, cited = resolve_markers(body, len(passages))
     short = unechoed(short, answer, question)
@@ -190,5 +199,5 @@ def ground(raw: str, passages: list[Passage], question: str, *, strict: bool = T
         if support(answer, best.text) < CITE_FLOOR:
             return refusal("uncited")
         cited, answer = [best.n], f"{answer.rstrip()} [{best.n}]"
-    reason = _strict_refusal(answer, short, cited, passages, question) if strict else None
+    reason = _strict_refusal(answer, short, cited, passages, question, known) if strict else None
     return refusal(reason) if reason else Verdict(answer=answer, short=short, cited=cited)

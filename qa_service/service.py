@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -272,15 +272,19 @@ class QAService:
             yield StreamEvent("token", resp.answer)
         yield StreamEvent("done", resp)
 
+    @property
+    def _known(self) -> Callable[[str], bool] | None:
+        return self.lexical.mentions if self.settings.missing_terms == "archive" else None
+
     def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
         if self.reader is None:
-            return Composed(ground(raw, plan.passages, question, strict=self.settings.strict_grounding), plan.passages, None, None)
+            return Composed(ground(raw, plan.passages, question, strict=self.settings.strict_grounding, known=self._known), plan.passages, None, None)
         if plan.top is None:
             return Composed(refusal("reader_no_answer"), [], None, None)
         if not plan.ask_llm:
             return extractive(plan.top, self.reader)
         trusted = self.reader.confidence(plan.top.span.score) >= self.settings.reader_trust
-        verdict = ground(raw, plan.passages, question, strict=self.settings.strict_grounding and not trusted)
+        verdict = ground(raw, plan.passages, question, strict=self.settings.strict_grounding and not trusted, known=self._known)
         if verdict.refused:
             return extractive(plan.top, self.reader) if trusted else Composed(verdict, plan.passages, None, None)
         return with_reader(verdict, plan.passages, plan.reads, self.reader, question)

@@ -123,3 +123,15 @@ def test_term_matching_tolerates_forms_and_typos_but_not_other_words() -> None:
     assert not any(cit._present(t, have) for t in ("austria", "sunday", "60", "brazil"))  # noqa: SLF001
     assert cit.key_terms("Who did Canada lose to, scoring just 55 points?") == ["Canada", "55"]
     assert cit.missing_key_terms("Where did Morsi meet Lula?", "Morsi visited China") == ["Lula"]
+
+
+def test_a_name_the_passages_lack_refuses_only_when_the_archive_never_names_it(scripted: tuple[QAService, ScriptedLLM]) -> None:
+    """Paraphrased questions name a country or a weekday that the answer's passage leaves out; the rule that
+    refuses them keeps to names the archive has never seen (strict grounding, QA_MISSING_TERMS=archive)."""
+    svc, _ = scripted
+    known = svc.lexical.mentions
+    assert known("Garzón") and known("Garzon") and known("ATSB") and known("Saturday")
+    assert not known("Lyon") and not known("Geneva")
+    question, shown = "Where did Morsi meet Garzón in Lyon?", "Morsi visited China"
+    assert cit.missing_key_terms(question, shown) == ["Garzón", "Lyon"]
+    assert cit.missing_key_terms(question, shown, known) == ["Lyon"]

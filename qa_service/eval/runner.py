@@ -147,6 +147,8 @@ def run(
         "llm_model": settings.llm_model if settings.llm_backend == "local" else settings.openai_model,
         "embedding_model": settings.embedding_model,
         "context_tokens": settings.context_tokens,
+        "strict_grounding": settings.strict_grounding,
+        "missing_terms": settings.missing_terms,
     }
     summary["ingest"] = ingest
     out.mkdir(parents=True, exist_ok=True)

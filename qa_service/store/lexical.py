@@ -223,6 +223,13 @@ class LexicalIndex:
         live = self._alive[got[0]]
         return (got[0][live], got[1][live]) if live.any() else None
 
+    def mentions(self, word: str) -> bool:
+        """Whether some stored chunk holds each of the word's tokens: a name the archive has seen somewhere."""
+        if self._generation is None:
+            self.sync()
+        with self._lock:
+            return all(self._live_postings(t) is not None for t in tokenize(word))
+
     def term_weights(self, terms: set[str]) -> dict[str, float]:
         """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight.
 
