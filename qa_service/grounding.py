@@ -2,7 +2,8 @@
 
 Pure functions over text, so each rule is tested on its own. The reply is refused when the model says it does not
 know, when it copied a passage instead of answering, when nothing it cites holds its words, or (strict mode) when
-the question names something no passage mentions or asks for a quantity the answer lacks.
+the question names something no passage mentions (and, given `known`, the archive never names) or asks for a
+quantity the answer lacks.
 """
 
 from __future__ import annotations

@@ -223,26 +223,24 @@ class LexicalIndex:
         live = self._alive[got[0]]
         return (got[0][live], got[1][live]) if live.any() else None
 
-    def mentions(self, word: str) -> bool:
-        """Whether some stored chunk holds each of the word's tokens: a name the archive has seen somewhere."""
-        if self._generation is None:
-            self.sync()
-        with self._lock:
-            return all(self._live_postings(t) is not None for t in tokenize(word))
-
-    def term_weights(self, terms: set[str]) -> dict[str, float]:
-        """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight.
+    def _doc_freqs(self, terms: set[str]) -> tuple[int, dict[str, int]]:
+        """The live chunk count and each (tokenized) term's document frequency.
 
         Called right after a query, so it syncs only an index that has never synced: one store round trip per ask.
         """
         if self._generation is None:
             self.sync()
         with self._lock:
-            out: dict[str, float] = {}
-            for t in terms:
-                got = self._live_postings(t)
-                out[t] = math.log(1 + self._live / (1 + (len(got[0]) if got else 0)))
-            return out
+            return self._live, {t: len(got[0]) if (got := self._live_postings(t)) else 0 for t in terms}
+
+    def mentions(self, word: str) -> bool:
+        """Whether some stored chunk holds each of the word's tokens: a name the archive has seen somewhere."""
+        return all(self._doc_freqs(set(tokenize(word)))[1].values())
+
+    def term_weights(self, terms: set[str]) -> dict[str, float]:
+        """IDF of each (tokenized) term over the stored chunks; a term no chunk holds gets the largest weight."""
+        live, df = self._doc_freqs(terms)
+        return {t: math.log(1 + live / (1 + n)) for t, n in df.items()}
 
     def _mask(self, where: Where) -> np.ndarray | None:
         n = len(self._ids)
