@@ -94,7 +94,14 @@ class Settings(BaseSettings):
     dedup_threshold: float = Field(0.95, ge=0, le=1, description="cosine above which two chunks are duplicates")
 
     # reading: the trained extractive reader
-    reader: bool = Field(False, description="read the retrieved chunks with the trained reader: rerank, evidence, spans; extractive mode needs it")
+    reader: bool = Field(False, description="answer through the trained reader: it reranks the candidates, picks the evidence and gives the spans")
+    sentence_reader_weight: float = Field(
+        0.4, ge=0, description="weight of the reader's belief that a sentence holds the answer when sentences are chosen for the LLM; 0 leaves it out"
+    )
+    wide_context_tokens: int = Field(
+        300, ge=0, description="passage budget when the reader is sure of no sentence of the top chunks (QA_READER_SURE); 0 keeps QA_CONTEXT_TOKENS"
+    )
+    reader_sure: float = Field(4.0, description="a sentence whose best span beats no-answer by this much (logits) is one the reader is sure of")
     reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
     reader_candidates: int = Field(20, ge=1, le=200, description="retrieved chunks the reader reads and reranks")
     reader_weight: float = Field(0.5, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")
@@ -200,6 +207,12 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def loads_reader(self) -> bool:
+        """The reader answers (QA_READER) or helps choose the sentences; either way extractive mode and reranking
+        are there too."""
+        return self.reader or self.sentence_reader_weight > 0 or self.wide_context_tokens > 0
 
     @property
     def threads(self) -> int:

@@ -64,13 +64,14 @@ class Generator:
         condense = ChatPromptTemplate.from_messages([("human", prompts.condense)])
         self.condense_chain: Runnable[dict[str, str], str] = condense | self.model.bind(max_tokens=48) | StrOutputParser()
 
-    def passage_budget(self, question: str) -> int:
-        """Tokens left for passages once instructions, question and answer are reserved."""
+    def passage_budget(self, question: str, wanted: int | None = None) -> int:
+        """Tokens left for passages once instructions, question and answer are reserved, up to `wanted` (by default
+        QA_CONTEXT_TOKENS)."""
         q = count_tokens(question)
         spare = self.context - self.system_tokens - q - self.max_tokens - 96
         if spare < 64:
             raise PayloadTooLarge(f"question is {q} tokens; it leaves no room for passages in a {self.context}-token context")
-        return min(self.context_tokens, spare)
+        return min(wanted or self.context_tokens, spare)
 
     def stream(self, question: str, passages: list[Passage], tf: TimeFrame | None = None) -> Iterator[str]:
         """The answer's tokens. A time-relative question ("this week") is sent with the day it is asked, so the

@@ -1,9 +1,10 @@
 """Retrieved chunks -> the passages the LLM reads: the sentences that best match the question, within a budget.
 
 Sentences compete across chunks on similarity, IDF-weighted word overlap (the question's names weigh more than
-"name" or "first") and small bonuses for the chunk's retrieval rank and an article's lede. The two best chunks
-always get their best sentence; any other chunk none of whose sentences wins a place is left out, so the model
-reads fewer distractors. Every [n] still names a retrieved chunk.
+"name" or "first") and small bonuses for the chunk's retrieval rank and an article's lede. Each part of a
+multi-part question ("who ..., and where ...?") gets its own best sentence first, so no part goes unanswered
+for want of evidence; then the two best chunks get their best sentence; any other chunk none of whose sentences
+wins a place is left out, so the model reads fewer distractors. Every [n] still names a retrieved chunk.
 """
 
 from __future__ import annotations
@@ -16,15 +17,30 @@ import numpy as np
 from qa_service.embedding import Embedder
 from qa_service.ingest.chunking import count_tokens
 from qa_service.retrieval import Retrieved
-from qa_service.text import sentences, tokenize
+from qa_service.text import question_parts, sentences, tokenize
 
 TermWeights = Callable[[set[str]], dict[str, float]]
+RangeScores = Callable[[str, str, list[tuple[int, int]]], list[float]]  # (question, chunk text, sentence ranges)
 LEXICAL_WEIGHT = 0.7  # weight of the IDF word overlap against cosine, chosen on QAMR dev by evidence recall
 RANK_PRIOR = 0.1  # a sentence of the chunk ranked r gets RANK_PRIOR / r: retrieval's order breaks near ties
 NEIGHBOUR_BONUS = 0.15  # a sentence next to a chosen one reads as context, not as a new distractor
 GUARANTEED_HITS = 2  # the first chunks always get their best sentence, whatever the other scores
 LEDE_BONUS = 0.1  # a news article's first sentence carries its main facts (the lede)
 SHORTLIST = 8  # each round tries the best few sentences that still fit the budget
+READER_SCALE = 2.0  # a reader margin of +-2 moves a sentence's reader term from 0.5 to 0.73 / 0.27 of its weight
+
+
+@dataclass(frozen=True)
+class ReaderHelp:
+    """The trained reader's part in choosing sentences. Word overlap finds the sentence that repeats the question's
+    words; the reader finds the one that answers a paraphrase. And when no sentence of the top chunks holds a span
+    the reader is sure of (its margin over "no answer" below `sure`), the evidence gets the wider budget: the answer
+    may be in a sentence overlap does not rank, and more of the chunks is the better bet."""
+
+    scores: RangeScores
+    weight: float  # of sigmoid(margin / READER_SCALE), added to each sentence's score
+    wide_budget: int  # tokens when the reader is not sure; 0 keeps the budget
+    sure: float
 
 
 @dataclass
@@ -100,7 +116,9 @@ class _Budget:
         return True
 
 
-def _choose(units: list[_Unit], score: np.ndarray, n_hits: int, budget: _Budget) -> set[int]:
+def _choose(units: list[_Unit], score: np.ndarray, n_hits: int, budget: _Budget, firsts: list[int]) -> set[int]:
+    for u in firsts:
+        budget.take(u)
     for i in range(min(GUARANTEED_HITS, n_hits)):
         budget.take(max((u for u, unit in enumerate(units) if unit.hit == i), key=lambda u: score[u]))
     index = {(unit.hit, unit.index): u for u, unit in enumerate(units)}
@@ -133,8 +151,21 @@ def _excerpt(hit: Retrieved, spans: list[tuple[int, int]], picked: list[int]) ->
     return text, kept
 
 
+def _reader_margins(question: str, hits: list[Retrieved], per_hit: list[list[tuple[int, int]]], scores: RangeScores) -> np.ndarray:
+    """Each sentence's reader margin, in unit order (chunk by chunk, sentence by sentence)."""
+    out: list[float] = []
+    for h, spans in zip(hits, per_hit, strict=True):
+        out.extend(scores(question, h.chunk.text, [(s - h.chunk.start, e - h.chunk.start) for s, e in spans]))
+    return np.nan_to_num(np.array(out, dtype=np.float64), neginf=-30.0, posinf=30.0)
+
+
 def select_passages(
-    question: str, hits: list[Retrieved], embedder: Embedder, budget: int, term_weights: TermWeights | None = None
+    question: str,
+    hits: list[Retrieved],
+    embedder: Embedder,
+    budget: int,
+    term_weights: TermWeights | None = None,
+    reader: ReaderHelp | None = None,
 ) -> list[Passage]:
     """Trim the retrieved chunks to the sentences that best match the question (plus neighbours), within budget."""
     if not hits:
@@ -142,9 +173,20 @@ def select_passages(
     units, per_hit = _sentence_units(hits)
     texts = [_text_of(hits[u.hit], u.start, u.end) for u in units]
     score = _scores(question, texts, units, hits, embedder, term_weights)
+    firsts: list[int] = []
+    parts = question_parts(question)
+    if len(parts) > 1:
+        per_part = [_scores(part, texts, units, hits, embedder, term_weights) for part in parts]
+        firsts = [int(np.argmax(x)) for x in per_part]
+        score = np.maximum(score, np.max(per_part, axis=0))
+    if reader is not None:
+        margins = _reader_margins(question, hits, per_hit, reader.scores)
+        score = score + (reader.weight / (1.0 + np.exp(-margins / READER_SCALE))).astype(np.float32)
+        if reader.wide_budget and margins.max() < reader.sure:
+            budget = max(budget, reader.wide_budget)
     cost = [count_tokens(t) + 1 for t in texts]
     label_cost = [count_tokens(f"[{i + 1}] {label(h.chunk.title)}{dateline(h.chunk.published_at)}\n") for i, h in enumerate(hits)]
-    chosen = _choose(units, score, len(hits), _Budget(units, cost, label_cost, budget))
+    chosen = _choose(units, score, len(hits), _Budget(units, cost, label_cost, budget), firsts)
     passages: list[Passage] = []
     for i, h in enumerate(hits):
         picked = sorted(units[u].index for u in chosen if units[u].hit == i)

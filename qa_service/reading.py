@@ -27,6 +27,8 @@ class Reader(Protocol):
 
     def score_span(self, question: str, passage: str, start: int, end: int) -> float: ...
 
+    def range_scores(self, question: str, passage: str, ranges: list[tuple[int, int]]) -> list[float]: ...
+
 
 def load_reader(folder: Path, threads: int) -> Reader:
     from qa_service.errors import ConfigError

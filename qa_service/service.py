@@ -21,7 +21,7 @@ from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
 from qa_service.metrics import observe_answer, observe_ingest
-from qa_service.passages import Passage, select_passages
+from qa_service.passages import Passage, ReaderHelp, select_passages
 from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
 from qa_service.retrieval import Retrieved, Retriever, where_from
 from qa_service.schemas import (
@@ -62,6 +62,7 @@ class Plan:
     reads: list[Read]  # empty without the reader
     top: Read | None  # the first reranked read whose span clears QA_READER_MIN_SCORE
     ask_llm: bool
+    by_reader: bool = True  # the reader chose the evidence and composes the answer (QA_READER, extractive mode)
 
 
 class QAService:
@@ -79,7 +80,7 @@ class QAService:
         self.retriever = Retriever(self.store, self.embedder, self.lexical, settings)
         self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
-        self.reader: Reader | None = parent.reader if parent else load_reader(settings.reader_model, settings.threads) if settings.reader else None
+        self.reader: Reader | None = parent.reader if parent else load_reader(settings.reader_model, settings.threads) if settings.loads_reader else None
         self.writer: WriterLock = parent.writer if parent else WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
@@ -217,13 +218,13 @@ class QAService:
         return final_answer(self.ask_stream(question, top_k, filters, mode=mode, as_of=as_of))
 
     def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode, tf: TimeFrame) -> Plan:
-        if self.reader is None:
-            if mode == "extractive":
-                raise NotEnabled("extractive mode needs the reader, which this server has off (QA_READER=true turns it on)")
-            gen = self.generator
+        if mode == "extractive" and self.reader is None:
+            raise NotEnabled("extractive mode needs the reader, which this server has off (QA_READER=true turns it on)")
+        if mode == "generative" and not self.settings.reader:
             hits = self._retrieve(question, k, filters, tf)
-            passages = select_passages(question, hits, self.embedder, gen.passage_budget(question), self.lexical.term_weights) if hits else []
-            return Plan(passages, [], None, bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity))
+            budget = self.generator.passage_budget(question)
+            passages = select_passages(question, hits, self.embedder, budget, self.lexical.term_weights, self._help(question)) if hits else []
+            return Plan(passages, [], None, bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity), by_reader=False)
         budget = self.generator.passage_budget(question) if mode == "generative" else 0
         reads = self._read(question, k, filters, tf)[:k]
         top = first_answer(reads, self.settings.reader_min_score)
@@ -276,8 +277,15 @@ class QAService:
     def _known(self) -> Callable[[str], bool] | None:
         return self.lexical.mentions if self.settings.missing_terms == "archive" else None
 
+    def _help(self, question: str) -> ReaderHelp | None:
+        s = self.settings
+        if self.reader is None or not (s.sentence_reader_weight or s.wide_context_tokens):
+            return None
+        wide = self.generator.passage_budget(question, s.wide_context_tokens) if s.wide_context_tokens else 0
+        return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, s.reader_sure)
+
     def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
-        if self.reader is None:
+        if self.reader is None or not plan.by_reader:
             return Composed(ground(raw, plan.passages, question, strict=self.settings.strict_grounding, known=self._known), plan.passages, None, None)
         if plan.top is None:
             return Composed(refusal("reader_no_answer"), [], None, None)

@@ -40,6 +40,17 @@ def tokenize(text: str) -> list[str]:
     return list(stemmer.stemWords(words))
 
 
+_PART = re.compile(r"(?:,?\s+(?:and|but)\s+|[;?]\s+)(?=(?:who|whom|whose|what|where|when|which|why|how)\b)", re.IGNORECASE)
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a multi-part question asks ("who agreed to mediate, and where did the envoys meet?"), split where
+    a conjunction opens a new wh-question or a "?" or ";" ends one; a one-part question is itself."""
+    parts = [p.strip(" ,;") for p in _PART.split(question.strip())]
+    parts = [p for p in parts if len(tokenize(p)) >= 1]
+    return parts if len(parts) > 1 else [question]
+
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation + "“”‘’")
 

@@ -18,6 +18,7 @@ from qa_service.reading import Read, evidence, rerank
 from qa_service.retrieval import Retrieved
 from qa_service.service import QAService
 from qa_service.store.base import ChunkRecord
+from qa_service.text import sentences
 
 from .conftest import SEED_DOC, SEEDS
 
@@ -81,6 +82,14 @@ def test_score_span_agrees_with_read(reader: OnnxReader) -> None:
 def _read(chunk_id: str, text: str, rank: int, score: float, start: int = 0, end: int = 5) -> Read:
     chunk = ChunkRecord(chunk_id=chunk_id, doc_id=chunk_id, text=text, index=0, start=0, end=len(text), title=chunk_id)
     return Read(Retrieved(chunk, 0.0, 0.0, np.zeros(3, dtype=np.float32)), Span(0, start, end, text[start:end], score), rank)
+
+
+@pytest.mark.parametrize(("question", "holds"), [("Who is the mayor of Lisbon?", 0), ("By how much did shares in Porto fall?", 1)])
+def test_range_scores_point_at_the_answers_sentence(reader: OnnxReader, question: str, holds: int) -> None:
+    ranges = sentences(LISBON)
+    scores = reader.range_scores(question, LISBON, ranges)
+    assert scores[holds] > 6 > 0 > scores[1 - holds]
+    assert scores[holds] == pytest.approx(reader.read(question, [LISBON])[0].score)
 
 
 def test_rerank_fuses_retrieval_and_reader_orders() -> None:
@@ -150,7 +159,8 @@ def test_an_unknown_mode_is_a_clear_error(extractive_client: TestClient) -> None
 
 
 def test_reader_features_on_a_server_without_the_reader_are_a_409(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    s = Settings(data_dir=tmp_path / "s")
+    s = Settings(data_dir=tmp_path / "s", sentence_reader_weight=0, wide_context_tokens=0)
+    assert not s.loads_reader
     with TestClient(create_app(s, service=QAService(s, embedder=embedder, load_llm=False))) as client:
         for path, body in (("/v1/search", {"query": "Where?", "rerank": True}), ("/v1/ask", {"question": "Where?", "mode": "extractive"})):
             r = client.post(path, json=body)

@@ -12,10 +12,10 @@ from qa_service.config import Settings
 from qa_service.embedding import SentenceTransformerEmbedder
 from qa_service.ingest.chunking import count_tokens
 from qa_service.ingest.loaders import Article, Loaded
-from qa_service.passages import format_passages, select_passages
+from qa_service.passages import ReaderHelp, format_passages, select_passages
 from qa_service.service import QAService
 from qa_service.store.base import Where
-from qa_service.text import tokenize
+from qa_service.text import question_parts, tokenize
 
 DOCS = {
     "skiing": (
@@ -94,6 +94,52 @@ def test_weak_chunks_are_left_out_but_the_top_two_stay(svc: QAService) -> None:
     shown = [p.hit.chunk.chunk_id for p in passages]
     assert hits[0].chunk.chunk_id in shown and "20.32" in passages[0].text
     assert len(passages) < len(hits)  # the budget goes to the best sentences, not one per chunk
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        ("Who agreed to mediate, and where did the envoys meet?", ["Who agreed to mediate", "where did the envoys meet?"]),
+        ("Who won? When was the final played?", ["Who won", "When was the final played?"]),
+        ("Who said what and when?", ["Who said what and when?"]),
+        ("What did the ministers and the envoys agree?", ["What did the ministers and the envoys agree?"]),
+    ],
+)
+def test_question_parts_split_only_at_a_new_wh_question(question: str, parts: list[str]) -> None:
+    assert question_parts(question) == parts
+
+
+@pytest.mark.parametrize(
+    ("question", "budget", "answers"),
+    [
+        ("Who relayed details of the request to Iran, and when will the ministers meet again?", 60, ("Lavrov", "March")),
+        ("Where did the ministers meet, and how many athletes did the games draw?", 50, ("Riyadh", "4,000")),
+    ],
+)
+def test_each_part_of_a_two_part_question_gets_its_sentence(svc: QAService, question: str, budget: int, answers: tuple[str, str]) -> None:
+    """Scored as one question, the budget goes to the second best chunk's top sentence or to the part with more
+    names, and one part's answer is left out; each part's best sentence is taken first."""
+    hits = svc.retriever.search(question, 4, Where())
+    text = format_passages(select_passages(question, hits, svc.embedder, budget, svc.lexical.term_weights))
+    assert all(a in text for a in answers)
+
+
+def test_the_reader_moves_the_choice_and_widens_the_budget_when_unsure(svc: QAService) -> None:
+    """The reader's margins come from a stand-in here (the real reader's are tested in test_reader.py): sure of
+    one sentence, it wins the tight budget; sure of none, the wide budget is spent."""
+    question = "Who is Iran's foreign minister?"
+    hits = svc.retriever.search(question, 4, Where())
+
+    def sure_of(words: str) -> ReaderHelp:
+        return ReaderHelp(lambda q, text, ranges: [12.0 if words in text[a:b] else -12.0 for a, b in ranges], 1.0, 200, 6.0)
+
+    plain = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights))
+    assert "met in Riyadh" not in plain
+    helped = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights, sure_of("met in Riyadh")))
+    assert "met in Riyadh" in helped and count_tokens(helped) <= 40 + 4
+    unsure = ReaderHelp(lambda q, text, ranges: [0.0] * len(ranges), 0.4, 200, 6.0)
+    wide = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights, unsure))
+    assert 60 < count_tokens(wide) <= 200 + 12
 
 
 def test_term_weights_are_idf(svc: QAService) -> None:

@@ -32,7 +32,7 @@ def score_one(
     out: dict[str, Any] = {"id": q.get("id"), "question": q["question"], "qtype": q["qtype"], "answerable": q["answerable"]}
     when = q.get("question_date") if as_of else None
     t0 = time.perf_counter()
-    results = svc.search(q["question"], k_search, rerank=svc.reader is not None, as_of=when)
+    results = svc.search(q["question"], k_search, rerank=svc.settings.reader, as_of=when)
     out["search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
     docs = [r.doc_id for r in results]
     gold = q.get("doc_id")
@@ -137,7 +137,11 @@ def run(
         "window_half_life_days": settings.window_half_life_days,
         "recency_half_life_days": settings.recency_half_life_days,
         "mode": None if search_only else (mode or settings.answer_mode),
-        "reader": str(settings.reader_model) if settings.reader else None,
+        "reader": str(settings.reader_model) if settings.loads_reader else None,
+        "reader_answers": settings.reader,
+        "sentence_reader_weight": settings.sentence_reader_weight,
+        "wide_context_tokens": settings.wide_context_tokens,
+        "reader_sure": settings.reader_sure,
         "reader_candidates": settings.reader_candidates,
         "reader_weight": settings.reader_weight,
         "hybrid": settings.hybrid,

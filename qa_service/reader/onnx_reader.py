@@ -109,6 +109,26 @@ class OnnxReader:
             return Span(passage, 0, 0, "", float("-inf"))
         return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - self._null(logits))
 
+    def range_scores(self, question: str, passage: str, ranges: list[tuple[int, int]]) -> list[float]:
+        """For each character range of a passage (its sentences), the best span inside it minus "no answer": how
+        sure the reader is that the range holds the answer; -inf for a range no window holds."""
+        windows = self._windows(self._question(question), passage)
+        logits = self._run(windows)
+        best = np.full(len(ranges), -np.inf)
+        for enc, (s, e) in zip(windows, logits, strict=True):
+            seq = np.array([x if x is not None else -1 for x in enc.sequence_ids])
+            offsets = np.array(enc.offsets)
+            pair = s[:, None] + e[None, :]
+            n = len(s)
+            i, j = np.indices((n, n))
+            shape = (j >= i) & (j - i < self.max_answer_tokens)
+            for k, (a, b) in enumerate(ranges):
+                inside = (seq == 1) & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
+                ok = shape & inside[:, None] & inside[None, :]
+                if ok.any():
+                    best[k] = max(best[k], float(pair[ok].max()))
+        return [float(x) - self._null(logits) for x in best]
+
     def score_span(self, question: str, passage: str, start: int, end: int) -> float:
         """The reader's score for a given span of a passage (character offsets): how much it prefers that span to
         "no answer", in the best window holding it; -inf when no window holds it or it is too long."""
