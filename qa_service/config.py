@@ -209,10 +209,15 @@ class Settings(BaseSettings):
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
+    def reader_helps(self) -> bool:
+        """The reader helps choose the sentences the LLM reads on the default path."""
+        return self.sentence_reader_weight > 0 or self.wide_context_tokens > 0
+
+    @property
     def loads_reader(self) -> bool:
         """The reader answers (QA_READER) or helps choose the sentences; either way extractive mode and reranking
         are there too."""
-        return self.reader or self.sentence_reader_weight > 0 or self.wide_context_tokens > 0
+        return self.reader or self.reader_helps
 
     @property
     def threads(self) -> int:

@@ -20,7 +20,7 @@ from qa_service.retrieval import Retrieved
 from qa_service.text import question_parts, sentences, tokenize
 
 TermWeights = Callable[[set[str]], dict[str, float]]
-RangeScores = Callable[[str, str, list[tuple[int, int]]], list[float]]  # (question, chunk text, sentence ranges)
+RangeScores = Callable[[str, list[str], list[list[tuple[int, int]]]], list[list[float]]]  # (question, chunk texts, their sentence ranges)
 LEXICAL_WEIGHT = 0.7  # weight of the IDF word overlap against cosine, chosen on QAMR dev by evidence recall
 RANK_PRIOR = 0.1  # a sentence of the chunk ranked r gets RANK_PRIOR / r: retrieval's order breaks near ties
 NEIGHBOUR_BONUS = 0.15  # a sentence next to a chosen one reads as context, not as a new distractor
@@ -153,10 +153,9 @@ def _excerpt(hit: Retrieved, spans: list[tuple[int, int]], picked: list[int]) ->
 
 def _reader_margins(question: str, hits: list[Retrieved], per_hit: list[list[tuple[int, int]]], scores: RangeScores) -> np.ndarray:
     """Each sentence's reader margin, in unit order (chunk by chunk, sentence by sentence)."""
-    out: list[float] = []
-    for h, spans in zip(hits, per_hit, strict=True):
-        out.extend(scores(question, h.chunk.text, [(s - h.chunk.start, e - h.chunk.start) for s, e in spans]))
-    return np.nan_to_num(np.array(out, dtype=np.float64), neginf=-30.0, posinf=30.0)
+    ranges = [[(s - h.chunk.start, e - h.chunk.start) for s, e in spans] for h, spans in zip(hits, per_hit, strict=True)]
+    margins = [m for chunk in scores(question, [h.chunk.text for h in hits], ranges) for m in chunk]
+    return np.nan_to_num(np.array(margins, dtype=np.float64), neginf=-30.0, posinf=30.0)
 
 
 def select_passages(

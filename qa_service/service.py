@@ -279,7 +279,7 @@ class QAService:
 
     def _help(self, question: str) -> ReaderHelp | None:
         s = self.settings
-        if self.reader is None or not (s.sentence_reader_weight or s.wide_context_tokens):
+        if self.reader is None or not s.reader_helps:
             return None
         wide = self.generator.passage_budget(question, s.wide_context_tokens) if s.wide_context_tokens else 0
         return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, s.reader_sure)

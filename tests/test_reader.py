@@ -87,7 +87,8 @@ def _read(chunk_id: str, text: str, rank: int, score: float, start: int = 0, end
 @pytest.mark.parametrize(("question", "holds"), [("Who is the mayor of Lisbon?", 0), ("By how much did shares in Porto fall?", 1)])
 def test_range_scores_point_at_the_answers_sentence(reader: OnnxReader, question: str, holds: int) -> None:
     ranges = sentences(LISBON)
-    scores = reader.range_scores(question, LISBON, ranges)
+    (scores,) = reader.range_scores(question, [LISBON], [ranges])
+    assert reader.range_scores(question, [OTHER[0], LISBON], [[(0, len(OTHER[0]))], ranges])[1] == scores  # alone or among others
     assert scores[holds] > 6 > 0 > scores[1 - holds]
     assert scores[holds] == pytest.approx(reader.read(question, [LISBON])[0].score)
 

@@ -131,13 +131,13 @@ def test_the_reader_moves_the_choice_and_widens_the_budget_when_unsure(svc: QASe
     hits = svc.retriever.search(question, 4, Where())
 
     def sure_of(words: str) -> ReaderHelp:
-        return ReaderHelp(lambda q, text, ranges: [12.0 if words in text[a:b] else -12.0 for a, b in ranges], 1.0, 200, 6.0)
+        return ReaderHelp(lambda q, texts, ranges: [[12.0 if words in t[a:b] else -12.0 for a, b in r] for t, r in zip(texts, ranges, strict=True)], 1.0, 200, 6.0)
 
     plain = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights))
     assert "met in Riyadh" not in plain
     helped = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights, sure_of("met in Riyadh")))
     assert "met in Riyadh" in helped and count_tokens(helped) <= 40 + 4
-    unsure = ReaderHelp(lambda q, text, ranges: [0.0] * len(ranges), 0.4, 200, 6.0)
+    unsure = ReaderHelp(lambda q, texts, ranges: [[0.0] * len(r) for r in ranges], 0.4, 200, 6.0)
     wide = format_passages(select_passages(question, hits, svc.embedder, 40, svc.lexical.term_weights, unsure))
     assert 60 < count_tokens(wide) <= 200 + 12
 

@@ -88,46 +88,50 @@ class OnnxReader:
         """The passage's "no answer" score: its [CLS] start + end logits, in the window that likes it least."""
         return min((float(s[0] + e[0]) for s, e in logits), default=float("inf"))
 
+    def _pairs(self, enc: Any, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One window's span scores (start + end logit for every start, end token), which of them are answer-shaped
+        (both ends in the passage, end after start, at most max_answer_tokens), and the tokens' passage offsets."""
+        ctx = np.array([x == 1 for x in enc.sequence_ids])
+        n = len(s)
+        i, j = np.indices((n, n))
+        ok = ctx[:, None] & ctx[None, :] & (j >= i) & (j - i < self.max_answer_tokens)
+        return s[:, None] + e[None, :], ok, np.array(enc.offsets)
+
     def _best(self, passage: int, text: str, windows: list[Any], logits: list[tuple[np.ndarray, np.ndarray]]) -> Span:
         best: tuple[float, int, int] | None = None
         for enc, (s, e) in zip(windows, logits, strict=True):
-            seq = np.array([x if x is not None else -1 for x in enc.sequence_ids])
-            ctx = seq == 1
-            pair = s[:, None] + e[None, :]
-            n = len(s)
-            i, j = np.indices((n, n))
-            ok = ctx[:, None] & ctx[None, :] & (j >= i) & (j - i < self.max_answer_tokens)
+            pair, ok, offsets = self._pairs(enc, s, e)
             if not ok.any():
                 continue
-            pair = np.where(ok, pair, -np.inf)
-            a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
-            offsets = enc.offsets
-            cand = (float(pair[a, b]), offsets[a][0], offsets[b][1])
+            a, b = np.unravel_index(int(np.argmax(np.where(ok, pair, -np.inf))), pair.shape)
+            cand = (float(pair[a, b]), int(offsets[a][0]), int(offsets[b][1]))
             if best is None or cand[0] > best[0]:
                 best = cand
         if best is None:
             return Span(passage, 0, 0, "", float("-inf"))
         return Span(passage, best[1], best[2], text[best[1] : best[2]], best[0] - self._null(logits))
 
-    def range_scores(self, question: str, passage: str, ranges: list[tuple[int, int]]) -> list[float]:
-        """For each character range of a passage (its sentences), the best span inside it minus "no answer": how
-        sure the reader is that the range holds the answer; -inf for a range no window holds."""
-        windows = self._windows(self._question(question), passage)
-        logits = self._run(windows)
-        best = np.full(len(ranges), -np.inf)
-        for enc, (s, e) in zip(windows, logits, strict=True):
-            seq = np.array([x if x is not None else -1 for x in enc.sequence_ids])
-            offsets = np.array(enc.offsets)
-            pair = s[:, None] + e[None, :]
-            n = len(s)
-            i, j = np.indices((n, n))
-            shape = (j >= i) & (j - i < self.max_answer_tokens)
-            for k, (a, b) in enumerate(ranges):
-                inside = (seq == 1) & (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
-                ok = shape & inside[:, None] & inside[None, :]
-                if ok.any():
-                    best[k] = max(best[k], float(pair[ok].max()))
-        return [float(x) - self._null(logits) for x in best]
+    def range_scores(self, question: str, passages: list[str], ranges: list[list[tuple[int, int]]]) -> list[list[float]]:
+        """For each character range of each passage (its sentences), the best span inside it minus "no answer": how
+        sure the reader is that the range holds the answer; -inf for a range no window holds. All passages' windows
+        run as one batch of single-window calls, as in `read`."""
+        question = self._question(question)
+        encoded = [self._windows(question, text) for text in passages]
+        logits = iter(self._run([w for windows in encoded for w in windows]))
+        out: list[list[float]] = []
+        for windows, spans in zip(encoded, ranges, strict=True):
+            window_logits = [next(logits) for _ in windows]
+            best = np.full(len(spans), -np.inf)
+            for enc, (s, e) in zip(windows, window_logits, strict=True):
+                pair, ok, offsets = self._pairs(enc, s, e)
+                for k, (a, b) in enumerate(spans):
+                    inside = (offsets[:, 0] >= a) & (offsets[:, 1] <= b)
+                    hold = ok & inside[:, None] & inside[None, :]
+                    if hold.any():
+                        best[k] = max(best[k], float(pair[hold].max()))
+            null = self._null(window_logits)
+            out.append([float(x) - null for x in best])
+        return out
 
     def score_span(self, question: str, passage: str, start: int, end: int) -> float:
         """The reader's score for a given span of a passage (character offsets): how much it prefers that span to
