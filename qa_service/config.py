@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     )
     reader_sure: float = Field(4.0, description="a sentence whose best span beats no-answer by this much (logits) is one the reader is sure of")
     reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
-    reader_candidates: int = Field(20, ge=1, le=200, description="retrieved chunks the reader reads and reranks")
+    reader_candidates: int = Field(10, ge=1, le=200, description="retrieved chunks the reader reads and reranks (the extractive mode reads them all)")
     reader_weight: float = Field(0.5, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")
     reader_min_score: float = Field(
         0.0, description="a span must score this much over no-answer (logits) to answer; when no shown passage has one, the answer is a refusal"

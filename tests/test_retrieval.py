@@ -246,3 +246,40 @@ def test_bm25_follows_the_change_log_without_listing_ids(tmp_path: Path, embedde
     again = QAService(s, embedder=embedder, load_llm=False)
     assert again.lexical.query("Zanzibar ferry", 3, Where())[0].chunk.chunk_id == "ghost#1"
     assert listed == [1]
+
+
+def test_a_filtered_dense_query_matches_the_stores_filter_both_ways(tmp_path: Path) -> None:
+    """The retriever post-filters an unfiltered query with the BM25 index's columns (Chroma's filter is slow); its
+    ids must be the store's own filtered answer, for a loose filter (post-filtered) and a narrow one (fallback)."""
+    from qa_service.retrieval import OVERFETCH, Retriever
+    from qa_service.store import open_store
+    from qa_service.store.base import ChunkRecord
+    from qa_service.store.lexical import LexicalIndex
+
+    settings = Settings(data_dir=tmp_path, collection=f"f-{uuid.uuid4().hex[:8]}")
+    store = open_store(settings)
+    rng = np.random.default_rng(7)
+    n = 240
+    chunks = [
+        ChunkRecord(
+            chunk_id=f"d{i}:0", doc_id=f"d{i}", text=f"chunk {i}", index=0, start=0, end=8, title=f"D{i}",
+            source="Rare" if i % 40 == 0 else "Wire", published_at=None if i % 7 == 0 else f"2023-{1 + i % 12:02d}-{1 + i % 28:02d}",
+        )
+        for i in range(n)
+    ]
+    vecs = rng.normal(size=(n, 16)).astype(np.float32)
+    store.upsert_chunks(chunks, vecs / np.linalg.norm(vecs, axis=1, keepdims=True))
+    lexical = LexicalIndex(store)
+    retriever = Retriever(store, None, lexical, settings)  # type: ignore[arg-type]  # _dense needs no encoder
+    calls: list[Where] = []
+    query = store.query
+    store.query = lambda q, k, where: calls.append(where) or query(q, k, where)  # type: ignore[method-assign]
+    for _ in range(5):
+        q = rng.normal(size=16).astype(np.float32)
+        q /= np.linalg.norm(q)
+        for where, falls_back in [(Where(as_of=20231115), False), (Where(after=20230301, before=20231231), False), (Where(source="Rare"), True)]:
+            calls.clear()
+            got = retriever._dense(q, 30, where)
+            assert [cid for cid, _ in got] == [cid for cid, _ in query(q, 30, where)], where
+            assert (where in calls) == falls_back  # a loose filter never asks the store to filter
+            assert calls[0] == Where() and OVERFETCH * 30 <= n

@@ -269,6 +269,17 @@ class LexicalIndex:
             mask &= (dates < 0) | (dates <= where.as_of)
         return mask
 
+    def admits(self, chunk_ids: list[str], where: Where) -> list[bool]:
+        """Whether each chunk passes the filter, from the in-memory columns; a chunk the index does not hold is not
+        admitted (the caller falls back to the store's own filter)."""
+        self.sync()
+        with self._lock:
+            mask = self._mask(where)
+            if mask is None:
+                return [False] * len(chunk_ids)
+            slots = [self._slot.get(cid) for cid in chunk_ids]
+            return [slot is not None and bool(mask[slot]) for slot in slots]
+
     def dates_of(self, chunk_ids: list[str]) -> dict[str, int]:
         """Publication date keys (YYYYMMDD) of the given chunks, without a store round trip; undated ones are left out."""
         with self._lock:
