@@ -54,6 +54,7 @@ def score_one(
         retrieve_ms=r.timings.retrieve_ms,
         generate_ms=r.timings.generate_ms,
         total_ms=r.timings.total_ms,
+        first_token_ms=r.timings.first_token_ms,
     )
     if q["answerable"]:
         answers = q.get("answers", [])
@@ -85,8 +86,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             vals = [float(r[key]) for r in sub if key in r and (key != "refused" or r["answerable"])]
             if vals:
                 res[key] = round(sum(vals) / len(vals), 4)
-        for key in ("search_ms", "retrieve_ms", "generate_ms", "total_ms"):
-            vals = [r[key] for r in sub if key in r]
+        for key in ("search_ms", "retrieve_ms", "generate_ms", "total_ms", "first_token_ms"):
+            vals = [r[key] for r in sub if r.get(key) is not None]  # no first token when no LLM was asked
             if vals:
                 res[f"{key}_p50"] = m.percentile(vals, 50)
                 res[f"{key}_p95"] = m.percentile(vals, 95)
