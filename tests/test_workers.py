@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,14 +45,14 @@ def api(chroma_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_until_up(f"{url}/healthz", proc, "qa-service serve --workers 2", tmp / "serve.log", timeout=180)
-    with fresh() as c:  # both workers loaded, not just the first to answer
+    with fresh() as c:  # both workers loaded, not just the first to answer: the other may still be loading models
         seen: set[int] = set()
-        for _ in range(200):
+        deadline = time.monotonic() + 120
+        while len(seen) < WORKERS and time.monotonic() < deadline:
             r = c.get(f"{url}/healthz")
             if r.status_code == 200:
                 seen.add(r.json()["worker"])
-            if len(seen) == WORKERS:
-                break
+            time.sleep(0.02)
     assert len(seen) == WORKERS, f"only workers {seen} answered"
     yield url
     stop(proc, 20)
