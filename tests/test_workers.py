@@ -44,19 +44,21 @@ def api(chroma_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     cmd = [sys.executable, "-m", "qa_service.cli", "serve", "--workers", str(WORKERS), "--port", str(port), "--host", "127.0.0.1"]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    wait_until_up(f"{url}/healthz", proc, "qa-service serve --workers 2", tmp / "serve.log", timeout=180)
-    with fresh() as c:  # both workers loaded, not just the first to answer: the other may still be loading models
-        seen: set[int] = set()
-        deadline = time.monotonic() + 120
-        while len(seen) < WORKERS and time.monotonic() < deadline:
-            r = c.get(f"{url}/healthz")
-            if r.status_code == 200:
-                seen.add(r.json()["worker"])
-            time.sleep(0.02)
-    assert len(seen) == WORKERS, f"only workers {seen} answered"
-    yield url
-    stop(proc, 20)
-    log.close()
+    try:  # a server whose setup failed is stopped too, not left running after the session
+        wait_until_up(f"{url}/healthz", proc, "qa-service serve --workers 2", tmp / "serve.log", timeout=180)
+        with fresh() as c:  # both workers answer; the kernel may hand many connections in a row to one, so poll a while
+            seen: set[int] = set()
+            deadline = time.monotonic() + 120
+            while len(seen) < WORKERS and time.monotonic() < deadline:
+                r = c.get(f"{url}/healthz")
+                if r.status_code == 200:
+                    seen.add(r.json()["worker"])
+                time.sleep(0.02)
+        assert len(seen) == WORKERS, f"only workers {seen} answered"
+        yield url
+    finally:
+        stop(proc, 20)
+        log.close()
     text = Path(tmp / "serve.log").read_text(errors="replace")
     assert "Traceback" not in text, text[-3000:]
     # QA_LOG_FORMAT=json: every request a JSON line, from both workers, and uvicorn's access lines are off
