@@ -61,13 +61,15 @@ class Retriever:
         for cid, fit in fits.items():
             fused[cid] += vote * (neutral if fit is None else fit)
 
-    def _dense(self, q: np.ndarray, n: int, where: Where) -> list[tuple[str, float]]:
+    def _dense(self, q: np.ndarray, n: int, where: Where, *, synced: bool = False) -> list[tuple[str, float]]:
         """The n nearest chunks that pass the filter. Chroma's metadata filter costs ~85 ms a query at 21k chunks
         against ~4 ms unfiltered, and an as_of filter usually hides few chunks; so a filtered query first asks
         unfiltered for OVERFETCH x n and keeps what the BM25 index's in-memory filter admits. Only a narrow filter
-        (fewer than n pass) pays for Chroma's."""
+        (fewer than n pass) pays for Chroma's. `synced`: the BM25 index was just synced (its query does that)."""
         if where.empty:
             return self.store.query(q, n, where)
+        if not synced:
+            self.lexical.sync()
         wide = self.store.query(q, n * OVERFETCH, Where())
         kept = [hit for hit, ok in zip(wide, self.lexical.admits([cid for cid, _ in wide], where), strict=True) if ok]
         if len(kept) >= n or len(wide) < n * OVERFETCH:
@@ -83,11 +85,12 @@ class Retriever:
         use_hybrid = s.hybrid if hybrid is None else hybrid
         q = self.embedder.embed_query(query)
         n_cand = max(s.candidates, k * 3)
+        lexical = self.lexical.query_ids(query, n_cand, where) if use_hybrid else []  # first: it syncs the index _dense reads
         fused: dict[str, float] = {}
-        for rank, (cid, similarity) in enumerate(self._dense(q, n_cand, where)):
+        for rank, (cid, similarity) in enumerate(self._dense(q, n_cand, where, synced=use_hybrid)):
             fused[cid] = s.dense_weight / (s.rrf_k + rank + 1) if use_hybrid else similarity
         if use_hybrid:
-            for rank, (cid, _) in enumerate(self.lexical.query_ids(query, n_cand, where)):
+            for rank, (cid, _) in enumerate(lexical):
                 fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank + 1)
             if tf is not None and s.time_weight > 0:
                 self._date_prior(fused, tf)

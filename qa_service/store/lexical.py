@@ -271,8 +271,8 @@ class LexicalIndex:
 
     def admits(self, chunk_ids: list[str], where: Where) -> list[bool]:
         """Whether each chunk passes the filter, from the in-memory columns; a chunk the index does not hold is not
-        admitted (the caller falls back to the store's own filter)."""
-        self.sync()
+        admitted (the caller falls back to the store's own filter). It does not sync: the caller has just synced
+        (a query does), so a filtered search costs one store round trip for the index, not two."""
         with self._lock:
             mask = self._mask(where)
             if mask is None:
