@@ -130,13 +130,28 @@ def cite(verdict: Verdict, passages: list[Passage], documents: dict[str, DocReco
     return out
 
 
+_DECLINES = ("i don't know", "i don’t know", "i do not know")
+
+
+def _declining(text: str) -> bool | None:
+    """Whether a reply opens with "I don't know": True, False, or None while its first words still leave it open."""
+    t = text.lstrip(" *").lower()
+    if any(t.startswith(d) for d in _DECLINES):
+        return True
+    return None if any(d.startswith(t) for d in _DECLINES) else False
+
+
 class AnswerFilter:
-    """Streams the prose answer and holds back the trailing SHORT: line, which is metadata, not prose."""
+    """Streams the prose answer and holds back the trailing SHORT: line, which is metadata, not prose. A reply that
+    opens with "I don't know" is not streamed at all (`declined`): the service may ask again over wider evidence, and
+    a refusal is shown in its own words."""
 
     def __init__(self) -> None:
         self.buf = ""
         self.hidden = False
         self.started = False
+        self.opening = True  # nothing shown yet: the reply may still be a refusal
+        self.declined = False
 
     def feed(self, delta: str) -> str:
         if self.hidden:
@@ -148,6 +163,15 @@ class AnswerFilter:
                 return ""
             self.buf = ANSWER_PREFIX.sub("", self.buf, count=1)
             self.started = True
+        if self.opening:
+            verdict = _declining(self.buf)
+            if verdict is None:
+                return ""
+            if verdict:
+                self.hidden = self.declined = True
+                self.buf = ""
+                return ""
+            self.opening = False
         out = ""
         while "\n" in self.buf:
             line, self.buf = self.buf.split("\n", 1)

@@ -135,6 +135,8 @@ def ask(
         for ev in svc.ask_stream(question, k, _filters(source, doc_id, published_after, published_before), mode=mode, as_of=as_of):
             if ev.event == "token" and not as_json:
                 typer.echo(ev.data, nl=False)
+            elif ev.event == "retry" and not as_json:
+                typer.secho(f"\n(not kept: {ev.data}; asking again over more of the passages)", dim=True)
             elif ev.event == "done":
                 final = ev.data
     except QAError as exc:

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     wide_context_tokens: int = Field(
         300, ge=0, description="passage budget when the reader is sure of no sentence of the top chunks (QA_READER_SURE); 0 keeps QA_CONTEXT_TOKENS"
     )
+    retry_wide: bool = Field(
+        True, description="when the answer over the narrow evidence is refused (declined or not grounded), ask once more over QA_WIDE_CONTEXT_TOKENS of the same chunks"
+    )
     reader_sure: float = Field(4.0, description="a sentence whose best span beats no-answer by this much (logits) is one the reader is sure of")
     reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
     reader_candidates: int = Field(10, ge=1, le=200, description="retrieved chunks the reader reads and reranks (the extractive mode reads them all)")

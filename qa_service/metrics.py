@@ -30,6 +30,7 @@ STAGE = Histogram("qa_answer_stage_seconds", "answer time by stage: retrieve (an
 QUEUE = Gauge("qa_llm_queue_depth", "asks and chats generating or waiting for the LLM", multiprocess_mode="livesum")
 REJECTED = Counter("qa_llm_rejections", "asks and chats refused (503) because every generation slot was taken")
 INGESTED = Counter("qa_ingest_documents", "documents ingested, by outcome", ["status"])
+RETRIES = Counter("qa_answer_retries", "answers refused over the narrow evidence and asked again over the wide one, by refusal reason", ["reason"])
 
 # the current request's extra log fields (its collection, its answer's stage timings); the request middleware sets a
 # fresh dict per request and writes it into that request's log line

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from qa_service.citations import AnswerFilter, Verdict, cite
@@ -16,11 +16,11 @@ from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotEnabled, NotFound
 from qa_service.generation import Generator, Prompts, needs_context
-from qa_service.grounding import ground, refusal, worth_asking
+from qa_service.grounding import ground, missing_key_terms, refusal, worth_asking
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
-from qa_service.metrics import observe_answer, observe_ingest
+from qa_service.metrics import RETRIES, observe_answer, observe_ingest
 from qa_service.passages import Passage, ReaderHelp, select_passages
 from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
 from qa_service.retrieval import Retrieved, Retriever, where_from
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StreamEvent:
-    event: str  # "token" | "done"
+    event: str  # "token" | "retry" (the tokens so far are withdrawn; data: the refusal's reason) | "done"
     data: Any
 
 
@@ -63,6 +63,7 @@ class Plan:
     top: Read | None  # the first reranked read whose span clears QA_READER_MIN_SCORE
     ask_llm: bool
     by_reader: bool = True  # the reader chose the evidence and composes the answer (QA_READER, extractive mode)
+    hits: list[Retrieved] = field(default_factory=list)  # what the passages were chosen from (default path)
 
 
 class QAService:
@@ -224,7 +225,8 @@ class QAService:
             hits = self._retrieve(question, k, filters, tf)
             budget = self.generator.passage_budget(question)
             passages = select_passages(question, hits, self.embedder, budget, self.lexical.term_weights, self._help(question)) if hits else []
-            return Plan(passages, [], None, bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity), by_reader=False)
+            ask = bool(passages) and worth_asking(question, hits, passages, self.settings.min_similarity)
+            return Plan(passages, [], None, ask, by_reader=False, hits=hits)
         budget = self.generator.passage_budget(question) if mode == "generative" else 0
         reads = self._read(question, k, filters, tf)[:k]
         top = first_answer(reads, self.settings.reader_min_score)
@@ -246,18 +248,33 @@ class QAService:
         t1 = time.perf_counter()
         first_token: float | None = None
         raw = ""
+        shown = False
         if plan.ask_llm:
-            visible = AnswerFilter()
-            for delta in self.generator.stream(question, plan.passages, tf):
-                if first_token is None:
-                    first_token = time.perf_counter()
-                raw += delta
-                out = visible.feed(delta)
-                if out:
-                    yield StreamEvent("token", out)
-            tail = visible.flush()
-            if tail:
-                yield StreamEvent("token", tail)
+            for attempt in range(2):
+                visible = AnswerFilter()
+                first_token, raw = None, ""
+                for delta in self.generator.stream(question, plan.passages, tf):
+                    if first_token is None:
+                        first_token = time.perf_counter()
+                    raw += delta
+                    out = visible.feed(delta)
+                    if out:
+                        shown = True
+                        yield StreamEvent("token", out)
+                tail = visible.flush()
+                if tail:
+                    shown = True
+                    yield StreamEvent("token", tail)
+                if attempt > 0 or not self.settings.retry_wide or plan.by_reader:
+                    break
+                verdict = self._compose(raw, plan, question).verdict
+                if not verdict.refused or (wider := self._wider(question, plan)) is None:
+                    break
+                RETRIES.labels(verdict.reason or "refused").inc()
+                if shown:  # what was streamed is withdrawn: the client clears it
+                    yield StreamEvent("retry", verdict.reason)
+                    shown = False
+                plan = wider
         t2 = time.perf_counter()
         resp = self._answer(raw, plan, question, mode, tf)
         resp.timings = Timings(
@@ -269,7 +286,7 @@ class QAService:
         observe_answer(resp.timings.retrieve_ms, resp.timings.generate_ms, resp.timings.total_ms, resp.timings.first_token_ms)
         if asked is not None:
             resp.question = asked
-        if not raw:
+        if not shown:
             yield StreamEvent("token", resp.answer)
         yield StreamEvent("done", resp)
 
@@ -283,6 +300,21 @@ class QAService:
             return None
         wide = self.generator.passage_budget(question, s.wide_context_tokens) if s.wide_context_tokens else 0
         return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, s.reader_sure)
+
+    def _wider(self, question: str, plan: Plan) -> Plan | None:
+        """The same hits shown through the wide budget, for a second try when the answer over the narrow evidence was
+        refused (the model declined, or grounding refused its reply); None when the wide evidence would be what it
+        already read (or the retry is off). The sentence reader widens the budget only when it is sure of no sentence;
+        a refusal over the sentences it was sure of is the other sign that the answer lies elsewhere in the chunks."""
+        help_ = self._help(question)
+        if not self.settings.retry_wide or plan.by_reader or not plan.hits or help_ is None or not help_.wide_budget:
+            return None
+        if self.settings.strict_grounding and missing_key_terms(question, " ".join(h.chunk.text for h in plan.hits), self._known):
+            return None  # the question names what the archive never mentions: strict grounding refuses any reply
+        wide = select_passages(question, plan.hits, self.embedder, help_.wide_budget, self.lexical.term_weights, replace(help_, sure=float("inf")))
+        if [p.text for p in wide] == [p.text for p in plan.passages]:
+            return None
+        return replace(plan, passages=wide)
 
     def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
         if self.reader is None or not plan.by_reader:

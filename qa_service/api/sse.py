@@ -1,4 +1,4 @@
-"""A blocking stream of StreamEvents -> a Server-Sent Events response (token, done, error events)."""
+"""A blocking stream of StreamEvents -> a Server-Sent Events response (token, retry, done, error events)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def _error(code: str, message: str) -> dict[str, str]:
 def _encode(ev: StreamEvent) -> dict[str, str]:
     if ev.event == "token":
         return {"event": "token", "data": json.dumps({"text": ev.data})}
+    if ev.event == "retry":
+        return {"event": "retry", "data": json.dumps({"reason": ev.data})}
     return {"event": "done", "data": ev.data.model_dump_json()}
 
 

@@ -143,6 +143,7 @@ def run(
         "sentence_reader_weight": settings.sentence_reader_weight,
         "wide_context_tokens": settings.wide_context_tokens,
         "reader_sure": settings.reader_sure,
+        "retry_wide": settings.retry_wide,
         "reader_candidates": settings.reader_candidates,
         "reader_weight": settings.reader_weight,
         "hybrid": settings.hybrid,

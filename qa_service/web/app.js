@@ -221,6 +221,7 @@ async function ask(question) {
     let result = null;
     for await (const ev of sseEvents(resp)) {
       if (ev.event === "token") { textNode.textContent += ev.data.text; li.scrollIntoView({ block: "end" }); }
+      else if (ev.event === "retry") textNode.textContent = "";
       else if (ev.event === "done") result = ev.data;
       else if (ev.event === "error") throw new Error(ev.data.error ? ev.data.error.message : "the answer failed");
     }
