@@ -249,6 +249,7 @@ class QAService:
         first_token: float | None = None
         raw = ""
         shown = False
+        composed: Composed | None = None
         if plan.ask_llm:
             for attempt in range(2):
                 visible = AnswerFilter()
@@ -265,18 +266,18 @@ class QAService:
                 if tail:
                     shown = True
                     yield StreamEvent("token", tail)
-                if attempt > 0 or not self.settings.retry_wide or plan.by_reader:
+                composed = self._compose(raw, plan, question)
+                wider = self._wider(question, plan, composed.verdict) if attempt == 0 else None
+                if wider is None:
                     break
-                verdict = self._compose(raw, plan, question).verdict
-                if not verdict.refused or (wider := self._wider(question, plan)) is None:
-                    break
-                RETRIES.labels(verdict.reason or "refused").inc()
+                reason = composed.verdict.reason
+                RETRIES.labels(reason or "refused").inc()
                 if shown:  # what was streamed is withdrawn: the client clears it
-                    yield StreamEvent("retry", verdict.reason)
+                    yield StreamEvent("retry", reason)
                     shown = False
                 plan = wider
         t2 = time.perf_counter()
-        resp = self._answer(raw, plan, question, mode, tf)
+        resp = self._answer(composed or self._compose(raw, plan, question), mode, tf)
         resp.timings = Timings(
             retrieve_ms=round((t1 - t0) * 1000, 1),
             generate_ms=round((t2 - t1) * 1000, 1),
@@ -301,13 +302,16 @@ class QAService:
         wide = self.generator.passage_budget(question, s.wide_context_tokens) if s.wide_context_tokens else 0
         return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, s.reader_sure)
 
-    def _wider(self, question: str, plan: Plan) -> Plan | None:
+    def _wider(self, question: str, plan: Plan, verdict: Verdict) -> Plan | None:
         """The same hits shown through the wide budget, for a second try when the answer over the narrow evidence was
-        refused (the model declined, or grounding refused its reply); None when the wide evidence would be what it
-        already read (or the retry is off). The sentence reader widens the budget only when it is sure of no sentence;
-        a refusal over the sentences it was sure of is the other sign that the answer lies elsewhere in the chunks."""
+        refused (the model declined, or grounding refused its reply); None when the answer stands, when the wide
+        evidence would be what it already read, or when the retry is off. The sentence reader widens the budget only
+        when it is sure of no sentence; a refusal over the sentences it was sure of is the other sign that the answer
+        lies elsewhere in the chunks."""
+        if not verdict.refused or not self.settings.retry_wide or plan.by_reader or not plan.hits:
+            return None
         help_ = self._help(question)
-        if not self.settings.retry_wide or plan.by_reader or not plan.hits or help_ is None or not help_.wide_budget:
+        if help_ is None or not help_.wide_budget:
             return None
         if self.settings.strict_grounding and missing_key_terms(question, " ".join(h.chunk.text for h in plan.hits), self._known):
             return None  # the question names what the archive never mentions: strict grounding refuses any reply
@@ -329,8 +333,7 @@ class QAService:
             return extractive(plan.top, self.reader) if trusted else Composed(verdict, plan.passages, None, None)
         return with_reader(verdict, plan.passages, plan.reads, self.reader, question)
 
-    def _answer(self, raw: str, plan: Plan, question: str, mode: Mode, tf: TimeFrame) -> AskResponse:
-        c = self._compose(raw, plan, question)
+    def _answer(self, c: Composed, mode: Mode, tf: TimeFrame) -> AskResponse:
         v: Verdict = c.verdict
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
         if v.refused:
