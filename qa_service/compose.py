@@ -1,16 +1,22 @@
 """The LLM's grounded verdict and the reader's spans -> one answer: the short answer, its span and a confidence.
 
-The LLM writes the answer sentence; the reader says where the answer stands and how sure it is. When they agree
-the reader's span gives the offsets; when the LLM refuses or fails grounding and the reader is confident, the
-reader's span is the answer (its sentence, cited); the confidence is always the reader's calibrated probability
-for the short answer that is shown, so a short answer the reader would not pick gets a low one.
+The LLM writes the answer sentence; the reader says where the answer stands and how sure it is. On the reader path,
+when the two agree the reader's span gives the offsets; when the LLM refuses or fails grounding and the reader is
+confident, the reader's span is the answer (its sentence, cited); the confidence is the reader's calibrated
+probability for the short answer that is shown, so a short answer the reader would not pick gets a low one. On the
+default path the LLM's short answer is found in the chunks it cites and scored there by the reader; an answer
+calibration (fitted on answered dev questions) turns that score into P(the answer is right).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from qa_service.citations import Verdict, support
+from qa_service.errors import ConfigError
 from qa_service.passages import Passage
 from qa_service.reading import Read, Reader, sentence_of
 from qa_service.schemas import AnswerSpan
@@ -67,3 +73,60 @@ def with_reader(verdict: Verdict, passages: list[Passage], reads: list[Read], re
         if at >= 0:
             score = max(score, reader.score_span(question, r.hit.chunk.text, at, at + len(verdict.short)))
     return Composed(verdict, passages, None, round(reader.confidence(score), 4))
+
+
+@dataclass(frozen=True)
+class AnswerCalibration:
+    """P(an answer is right) = sigmoid(bias + w_score * clip(score) / scale + w_found * found), where score is the
+    reader's score of the LLM's short answer where it stands in a cited chunk and found says whether it stands in one
+    at all (a paraphrased short answer has no span to score)."""
+
+    bias: float
+    w_score: float
+    w_found: float
+    clip: tuple[float, float] = (-10.0, 15.0)
+    scale: float = 10.0
+
+    @classmethod
+    def load(cls, path: Path) -> AnswerCalibration:
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            w = d["weights"]
+            return cls(float(w["bias"]), float(w["score"]), float(w["found"]), tuple(d.get("clip", (-10.0, 15.0))), float(d.get("scale", 10.0)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"answer calibration {path} is unreadable: {exc}") from None
+
+    def __call__(self, score: float | None) -> float:
+        z = self.bias
+        if score is not None and math.isfinite(score):
+            z += self.w_score * max(self.clip[0], min(self.clip[1], score)) / self.scale + self.w_found
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+def located(short: str, cited: list[Passage], reader: Reader, question: str) -> tuple[AnswerSpan | None, float | None]:
+    """Where the LLM's short answer stands in the chunks of its cited passages (first found, case-insensitive), and the
+    reader's best score for it there; (None, None) when it stands in none."""
+    best: tuple[float, AnswerSpan] | None = None
+    needle = short.lower()
+    seen: set[str] = set()
+    for p in cited:
+        c = p.hit.chunk
+        if c.chunk_id in seen or not needle:
+            continue
+        seen.add(c.chunk_id)
+        at = c.text.lower().find(needle)
+        if at < 0:
+            continue
+        score = reader.score_span(question, c.text, at, at + len(short))
+        span = AnswerSpan(doc_id=c.doc_id, chunk_id=c.chunk_id, start=c.start + at, end=c.start + at + len(short), text=c.text[at : at + len(short)])
+        if best is None or score > best[0]:
+            best = (score, span)
+    return (best[1], best[0]) if best else (None, None)
+
+
+def calibrated(verdict: Verdict, passages: list[Passage], reader: Reader, calibration: AnswerCalibration, question: str) -> Composed:
+    """A grounded default-path verdict with the short answer's span and the calibrated probability it is right."""
+    if verdict.refused:
+        return Composed(verdict, passages, None, None)
+    span, score = located(verdict.short, [p for p in passages if p.n in verdict.cited], reader, question) if verdict.short else (None, None)
+    return Composed(verdict, passages, span, round(calibration(score), 4))

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_PROMPTS = PACKAGE_DIR.parent / "prompts"
 DEFAULT_READER = PACKAGE_DIR.parent / "models" / "reader"
+DEFAULT_ANSWER_CALIBRATION = PACKAGE_DIR.parent / "models" / "answer_calibration.json"
 DEFAULT_MODEL_CACHE = Path(os.path.expanduser("~/.cache/qa-service"))
 
 
@@ -112,6 +113,11 @@ class Settings(BaseSettings):
         0.0, description="a span must score this much over no-answer (logits) to answer; when no shown passage has one, the answer is a refusal"
     )
     reader_trust: float = Field(0.5, ge=0, le=1, description="reader confidence above which the LLM's refusal gives way to the reader's span")
+    answer_calibration: Path | None = Field(
+        DEFAULT_ANSWER_CALIBRATION,
+        description="logistic fit from the reader's score of the LLM's short answer to P(answer right), for the default path's `confidence` "
+        "(bench/answer_calibration.py makes it); unset: no confidence there",
+    )
     answer_mode: Literal["generative", "extractive"] = Field(
         "generative", description="generative: the LLM writes the answer from the reader's evidence; extractive: the reader's span alone"
     )
@@ -168,7 +174,7 @@ class Settings(BaseSettings):
     max_concurrent_generations: int = Field(4, ge=1, description="asks/chats generating or queued for the LLM; more get 503")
     max_inflight_requests: int = Field(256, ge=1, description="requests in progress at once; more get 503")
 
-    @field_validator("chroma_url", "openai_base_url", mode="before")
+    @field_validator("chroma_url", "openai_base_url", "answer_calibration", mode="before")
     @classmethod
     def _blank_is_none(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v
@@ -237,7 +243,7 @@ def settings_table() -> str:
             shown = str(default).lower()
         if isinstance(default, Path) and not default.is_absolute():
             shown = f"./{default}"
-        elif isinstance(default, Path) and default in (DEFAULT_PROMPTS, DEFAULT_READER):
+        elif isinstance(default, Path) and default in (DEFAULT_PROMPTS, DEFAULT_READER, DEFAULT_ANSWER_CALIBRATION):
             shown = "./" + str(default.relative_to(PACKAGE_DIR.parent))
         rows.append(f"| `QA_{name.upper()}` | `{shown}` | {field.description or ''} |")
     return "\n".join(rows) + "\n"

@@ -144,8 +144,8 @@ class AskResponse(BaseModel):
     citations: list[Citation]
     timings: Timings
     mode: Mode = "generative"
-    confidence: float | None = Field(None, description="the reader's calibrated probability that the short answer is right (0-1)")
-    span: AnswerSpan | None = Field(None, description="the reader's answer span, when the short answer is the reader's or agrees with it")
+    confidence: float | None = Field(None, description="calibrated probability that the short answer is right (0-1); none when refused")
+    span: AnswerSpan | None = Field(None, description="where the short answer stands in a cited document (offsets in its text), when it stands there verbatim")
     question: str | None = Field(None, description="the standalone question that was answered (chat)")
 
 

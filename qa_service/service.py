@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from qa_service.citations import AnswerFilter, Verdict, cite
-from qa_service.compose import Composed, extractive, with_reader
+from qa_service.compose import AnswerCalibration, Composed, calibrated, extractive, with_reader
 from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotEnabled, NotFound
@@ -82,6 +82,7 @@ class QAService:
         self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
         self.reader: Reader | None = parent.reader if parent else load_reader(settings.reader_model, settings.threads) if settings.loads_reader else None
+        self.answer_calibration = AnswerCalibration.load(settings.answer_calibration) if settings.answer_calibration else None
         self.writer: WriterLock = parent.writer if parent else WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
@@ -322,7 +323,10 @@ class QAService:
 
     def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
         if self.reader is None or not plan.by_reader:
-            return Composed(ground(raw, plan.passages, question, strict=self.settings.strict_grounding, known=self._known), plan.passages, None, None)
+            verdict = ground(raw, plan.passages, question, strict=self.settings.strict_grounding, known=self._known)
+            if self.reader is None or self.answer_calibration is None:
+                return Composed(verdict, plan.passages, None, None)
+            return calibrated(verdict, plan.passages, self.reader, self.answer_calibration, question)
         if plan.top is None:
             return Composed(refusal("reader_no_answer"), [], None, None)
         if not plan.ask_llm:

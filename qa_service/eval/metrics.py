@@ -80,3 +80,24 @@ def choose(short: str | None, answer: str | None, choices: list[str]) -> int | N
         if top > 0:
             return scores.index(top) if scores.count(top) == 1 else None
     return None
+
+
+def calibration(confidences: list[float], right: list[float], bins: int = 5) -> dict[str, float | None]:
+    """How well confidences match outcomes: Brier score, expected calibration error over equal-width bins, and
+    AUROC (the chance a right answer is more confident than a wrong one; None without both kinds)."""
+    n = len(right)
+    if not n:
+        return {}
+    ece = 0.0
+    for b in range(bins):
+        idx = [i for i, p in enumerate(confidences) if b / bins <= p < (b + 1) / bins or (b == bins - 1 and p >= 1)]
+        if idx:
+            ece += abs(sum(right[i] for i in idx) - sum(confidences[i] for i in idx))
+    pos = [p for p, y in zip(confidences, right, strict=True) if y]
+    neg = [p for p, y in zip(confidences, right, strict=True) if not y]
+    auroc = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in pos for b in neg) / (len(pos) * len(neg)) if pos and neg else None
+    return {
+        "brier": round(sum((p - y) ** 2 for p, y in zip(confidences, right, strict=True)) / n, 4),
+        "ece": round(ece / n, 4),
+        "auroc": round(auroc, 4) if auroc is not None else None,
+    }

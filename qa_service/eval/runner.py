@@ -86,6 +86,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             vals = [float(r[key]) for r in sub if key in r and (key != "refused" or r["answerable"])]
             if vals:
                 res[key] = round(sum(vals) / len(vals), 4)
+        scored = [r for r in sub if r["answerable"] and r.get("confidence") is not None and "correct" in r]
+        for key, value in m.calibration([r["confidence"] for r in scored], [r["correct"] for r in scored]).items():
+            res[f"confidence_{key}"] = value
         for key in ("search_ms", "retrieve_ms", "generate_ms", "total_ms", "first_token_ms"):
             vals = [r[key] for r in sub if r.get(key) is not None]  # no first token when no LLM was asked
             if vals:
@@ -144,6 +147,7 @@ def run(
         "wide_context_tokens": settings.wide_context_tokens,
         "reader_sure": settings.reader_sure,
         "retry_wide": settings.retry_wide,
+        "answer_calibration": str(settings.answer_calibration) if settings.answer_calibration and settings.loads_reader else None,
         "reader_candidates": settings.reader_candidates,
         "reader_weight": settings.reader_weight,
         "hybrid": settings.hybrid,

@@ -1,0 +1,103 @@
+"""The default path's confidence and span: the LLM's short answer found in its cited chunk, scored by the reader,
+calibrated (models/answer_calibration.json); and the eval's calibration figures.
+
+The replies are scripted (what is under test is what the service does with a reply); retrieval, the reader and the
+committed calibration are real.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa_service.citations import Verdict
+from qa_service.compose import AnswerCalibration, calibrated
+from qa_service.config import DEFAULT_ANSWER_CALIBRATION, Settings
+from qa_service.embedding import SentenceTransformerEmbedder
+from qa_service.errors import ConfigError
+from qa_service.eval.metrics import calibration
+from qa_service.eval.runner import summarise
+from qa_service.ingest.loaders import Article, Loaded
+from qa_service.service import QAService
+from tests.test_retry import REPORT, DecliningLLM
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> tuple[QAService, DecliningLLM]:
+    llm = DecliningLLM()
+    settings = Settings(data_dir=tmp_path_factory.mktemp("confidence") / "store")
+    svc = QAService(settings, embedder=embedder, llm=llm, load_llm=False)
+    svc.ingest([Loaded("braga", Article(id="braga", title="Braga tram", text=REPORT))])
+    return svc, llm
+
+
+def test_a_short_answer_gets_its_span_and_a_calibrated_confidence(service: tuple[QAService, DecliningLLM]) -> None:
+    svc, llm = service
+    llm.replies = ["Answer: The mayor said the tram would carry 40,000 passengers a day [1].\nSHORT: 40,000"]
+    r = svc.ask("How many passengers will the tram carry a day?")
+    assert not r.refused and r.short_answer == "40,000" and r.span is not None
+    assert r.span.doc_id == "braga" and REPORT[r.span.start : r.span.end] == "40,000" == r.span.text
+    cal = AnswerCalibration.load(DEFAULT_ANSWER_CALIBRATION)
+    assert r.confidence is not None and 0 < r.confidence < 1
+    assert r.confidence > cal(None)  # the reader picks this span: more than an answer it cannot find
+
+
+def test_the_reader_gives_less_confidence_to_a_span_it_would_not_pick(service: tuple[QAService, DecliningLLM]) -> None:
+    svc, llm = service
+    llm.replies = [
+        "Answer: The mayor said the tram would carry 40,000 passengers a day [1].\nSHORT: 40,000",
+        "Answer: The tram would carry 12,000 passengers a day [1].\nSHORT: 12,000",
+    ]
+    right = svc.ask("How many passengers will the tram carry a day?")
+    wrong = svc.ask("How many passengers will the tram carry a day?")
+    assert not wrong.refused and wrong.span is not None and wrong.span.text == "12,000"
+    assert right.confidence is not None and wrong.confidence is not None and wrong.confidence < right.confidence
+
+
+def test_a_short_answer_not_in_its_passage_has_no_span(service: tuple[QAService, DecliningLLM]) -> None:
+    svc, _ = service
+    question = "How many passengers will the tram carry a day?"
+    plan = svc._plan(question, 5, None, "generative", svc._frame(question, None))
+    assert svc.reader is not None and svc.answer_calibration is not None
+    verdict = Verdict(answer="The tram would carry forty thousand passengers a day [1].", short="forty thousand", cited=[1])
+    c = calibrated(verdict, plan.passages, svc.reader, svc.answer_calibration, question)
+    assert c.span is None and c.confidence == round(svc.answer_calibration(None), 4)
+    no_short = calibrated(Verdict(answer=verdict.answer, short=None, cited=[1]), plan.passages, svc.reader, svc.answer_calibration, question)
+    assert no_short.span is None and no_short.confidence == c.confidence
+
+
+def test_a_refusal_has_no_confidence(service: tuple[QAService, DecliningLLM]) -> None:
+    svc, llm = service
+    llm.replies = ["Answer: I don't know.", "Answer: I don't know."]
+    r = svc.ask("How many passengers will the tram carry a day?")
+    assert r.refused and r.confidence is None and r.span is None
+
+
+def test_the_calibration_file_is_checked(tmp_path: Path) -> None:
+    bad = tmp_path / "cal.json"
+    bad.write_text(json.dumps({"weights": {"bias": 0.1}}))
+    with pytest.raises(ConfigError, match="unreadable"):
+        AnswerCalibration.load(bad)
+    with pytest.raises(ConfigError, match="unreadable"):
+        AnswerCalibration.load(tmp_path / "missing.json")
+    assert Settings(answer_calibration="").answer_calibration is None  # blank turns it off
+    cal = AnswerCalibration.load(DEFAULT_ANSWER_CALIBRATION)
+    assert cal(-50.0) == cal(-10.0) < cal(0.0) < cal(5.0) < cal(15.0) == cal(99.0)  # clipped, rising with the score
+    assert cal(float("-inf")) == cal(None)
+
+
+def test_calibration_figures() -> None:
+    assert calibration([1.0, 0.0], [1.0, 0.0]) == {"brier": 0.0, "ece": 0.0, "auroc": 1.0}
+    assert calibration([0.5] * 4, [1.0, 1.0, 0.0, 0.0]) == {"brier": 0.25, "ece": 0.0, "auroc": 0.5}
+    worse = calibration([0.9, 0.9, 0.9, 0.9], [1.0, 0.0, 0.0, 0.0])
+    assert worse["ece"] == pytest.approx(0.65) and worse["brier"] == pytest.approx((0.01 + 3 * 0.81) / 4)
+    assert calibration([0.7], [1.0])["auroc"] is None and calibration([], []) == {}
+    rows = [
+        {"qtype": "all", "answerable": True, "confidence": 0.8, "correct": 1.0},
+        {"qtype": "all", "answerable": True, "confidence": 0.3, "correct": 0.0},
+        {"qtype": "all", "answerable": True, "confidence": None, "correct": 0.0, "refused": True},
+    ]
+    overall = summarise(rows)["overall"]
+    assert overall["confidence_auroc"] == 1.0 and overall["confidence_brier"] == pytest.approx((0.04 + 0.09) / 2)
