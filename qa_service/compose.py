@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,18 +108,18 @@ def located(short: str, cited: list[Passage], reader: Reader, question: str) -> 
     """Where the LLM's short answer stands in the chunks of its cited passages (first found, case-insensitive), and the
     reader's best score for it there; (None, None) when it stands in none."""
     best: tuple[float, AnswerSpan] | None = None
-    needle = short.lower()
+    needle = re.compile(re.escape(short.strip()), re.IGNORECASE)  # matched on the text itself: lower() can change lengths
     seen: set[str] = set()
     for p in cited:
         c = p.hit.chunk
-        if c.chunk_id in seen or not needle:
+        if c.chunk_id in seen or not short.strip():
             continue
         seen.add(c.chunk_id)
-        at = c.text.lower().find(needle)
-        if at < 0:
+        m = needle.search(c.text)
+        if m is None:
             continue
-        score = reader.score_span(question, c.text, at, at + len(short))
-        span = AnswerSpan(doc_id=c.doc_id, chunk_id=c.chunk_id, start=c.start + at, end=c.start + at + len(short), text=c.text[at : at + len(short)])
+        score = reader.score_span(question, c.text, m.start(), m.end())
+        span = AnswerSpan(doc_id=c.doc_id, chunk_id=c.chunk_id, start=c.start + m.start(), end=c.start + m.end(), text=m.group())
         if best is None or score > best[0]:
             best = (score, span)
     return (best[1], best[0]) if best else (None, None)

@@ -101,3 +101,17 @@ def test_calibration_figures() -> None:
     ]
     overall = summarise(rows)["overall"]
     assert overall["confidence_auroc"] == 1.0 and overall["confidence_brier"] == pytest.approx((0.04 + 0.09) / 2)
+
+
+def test_the_span_keeps_document_offsets_when_lowercasing_would_shift_them(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    text = "İSTANBUL İÇİN İKİ İHALE: the city's mayor, Ekrem İmamoğlu, opened the new metro line on Friday."
+    llm = DecliningLLM()
+    svc = QAService(Settings(data_dir=tmp_path / "store"), embedder=embedder, llm=llm, load_llm=False)
+    svc.ingest([Loaded("ist", Article(id="ist", title="Istanbul metro", text=text))])
+    # each "İ" lowers to two characters: a search in the lowered text would point six characters too far
+    llm.replies = ["Answer: The mayor Ekrem İmamoğlu opened the line [1].\nSHORT: Ekrem", "Answer: I don't know."]
+    r = svc.ask("Who opened the new metro line in Istanbul?")
+    assert r.span is not None and r.span.text == "Ekrem" and text[r.span.start : r.span.end] == "Ekrem"
+    svc.close()
