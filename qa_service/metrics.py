@@ -31,6 +31,10 @@ QUEUE = Gauge("qa_llm_queue_depth", "asks and chats generating or waiting for th
 REJECTED = Counter("qa_llm_rejections", "asks and chats refused (503) because every generation slot was taken")
 INGESTED = Counter("qa_ingest_documents", "documents ingested, by outcome", ["status"])
 RETRIES = Counter("qa_answer_retries", "answers refused over the narrow evidence and asked again over the wide one, by refusal reason", ["reason"])
+ANSWERS = Counter("qa_answers", "answers by mode and outcome (answered, refused)", ["mode", "outcome"])
+CONFIDENCE = Histogram(
+    "qa_answer_confidence", "calibrated confidence of the answers that were not refused, by mode", ["mode"], buckets=tuple(i / 10 for i in range(1, 11))
+)
 
 # the current request's extra log fields (its collection, its answer's stage timings); the request middleware sets a
 # fresh dict per request and writes it into that request's log line
@@ -49,6 +53,14 @@ def observe_answer(retrieve_ms: float, generate_ms: float, total_ms: float, firs
         if ms is not None:
             STAGE.labels(stage).observe(ms / 1000)
     note(retrieve_ms=retrieve_ms, generate_ms=generate_ms, first_token_ms=first_token_ms)
+
+
+def observe_outcome(mode: str, refused: bool, confidence: float | None) -> None:
+    """The refusal rate and the confidence distribution: a shift in either, with no change deployed, means the questions
+    or the archive moved away from what the answer calibration was fitted on."""
+    ANSWERS.labels(mode, "refused" if refused else "answered").inc()
+    if confidence is not None and not refused:
+        CONFIDENCE.labels(mode).observe(confidence)
 
 
 def observe_ingest(added: int, updated: int, unchanged: int, failed: int) -> None:

@@ -20,7 +20,7 @@ from qa_service.grounding import ground, missing_key_terms, refusal, worth_askin
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
-from qa_service.metrics import RETRIES, observe_answer, observe_ingest
+from qa_service.metrics import RETRIES, observe_answer, observe_ingest, observe_outcome
 from qa_service.passages import Passage, ReaderHelp, select_passages
 from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
 from qa_service.retrieval import Retrieved, Retriever, where_from
@@ -286,6 +286,7 @@ class QAService:
             first_token_ms=round((first_token - t0) * 1000, 1) if first_token else None,
         )
         observe_answer(resp.timings.retrieve_ms, resp.timings.generate_ms, resp.timings.total_ms, resp.timings.first_token_ms)
+        observe_outcome(mode, resp.refused, resp.confidence)
         if asked is not None:
             resp.question = asked
         if not shown:

@@ -115,3 +115,23 @@ def test_the_span_keeps_document_offsets_when_lowercasing_would_shift_them(
     r = svc.ask("Who opened the new metro line in Istanbul?")
     assert r.span is not None and r.span.text == "Ekrem" and text[r.span.start : r.span.end] == "Ekrem"
     svc.close()
+
+
+def test_outcomes_and_confidence_are_counted(service: tuple[QAService, DecliningLLM]) -> None:
+    from prometheus_client import REGISTRY
+
+    svc, llm = service
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    answered, refused = value("qa_answers_total", {"mode": "generative", "outcome": "answered"}), value("qa_answers_total", {"mode": "generative", "outcome": "refused"})
+    seen = value("qa_answer_confidence_count", {"mode": "generative"})
+    llm.replies = ["Answer: The mayor said the tram would carry 40,000 passengers a day [1].\nSHORT: 40,000"]
+    r = svc.ask("How many passengers will the tram carry a day?")
+    llm.replies = ["Answer: I don't know.", "Answer: I don't know."]
+    svc.ask("How many passengers will the tram carry a day?")
+    assert value("qa_answers_total", {"mode": "generative", "outcome": "answered"}) == answered + 1
+    assert value("qa_answers_total", {"mode": "generative", "outcome": "refused"}) == refused + 1
+    assert value("qa_answer_confidence_count", {"mode": "generative"}) == seen + 1  # the refusal has no confidence
+    assert r.confidence is not None and value("qa_answer_confidence_bucket", {"mode": "generative", "le": "1.0"}) >= seen + 1
