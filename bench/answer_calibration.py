@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -27,15 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from qa_service.compose import AnswerCalibration
+
 ROOT = Path(__file__).resolve().parent.parent
-CLIP = (-10.0, 15.0)
-SCALE = 10.0
-
-
-def features(score: float | None) -> list[float]:
-    if score is None or not math.isfinite(score):
-        return [0.0, 0.0]
-    return [max(CLIP[0], min(CLIP[1], score)) / SCALE, 1.0]
+SHAPE = AnswerCalibration(0.0, 0.0, 0.0)  # the service's features (clip, scale); the fit supplies the weights
 
 
 def replay(questions: Path, corpus: Path, results: Path) -> list[dict[str, Any]]:
@@ -92,7 +86,7 @@ def main() -> None:
         print(f"{label} {results}: {len(got)} answered", flush=True)
 
     def xy(rs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-        return np.array([features(r["score"]) for r in rs]), np.array([r["correct"] for r in rs])
+        return np.array([SHAPE.features(r["score"]) for r in rs]), np.array([r["correct"] for r in rs])
 
     folds = sorted(rows)
     checks: dict[str, Any] = {}
@@ -112,7 +106,7 @@ def main() -> None:
     model = fit(x, y)
     result = {
         "weights": {"bias": round(float(model.intercept_[0]), 4), "score": round(float(model.coef_[0][0]), 4), "found": round(float(model.coef_[0][1]), 4)},
-        "clip": list(CLIP), "scale": SCALE,
+        "clip": list(SHAPE.clip), "scale": SHAPE.scale,
         "fitted_on": {"answers": len(y), "right": round(float(y.mean()), 3), "runs": [{"run": label, "questions": q} for label, q, _, _ in args.run]},
         "in_sample": scores(model.predict_proba(x)[:, 1], y),
         "command": "python bench/answer_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

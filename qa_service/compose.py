@@ -93,26 +93,32 @@ class AnswerCalibration:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
             w = d["weights"]
-            return cls(float(w["bias"]), float(w["score"]), float(w["found"]), tuple(d.get("clip", (-10.0, 15.0))), float(d.get("scale", 10.0)))
+            return cls(float(w["bias"]), float(w["score"]), float(w["found"]), tuple(d.get("clip", cls.clip)), float(d.get("scale", cls.scale)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"answer calibration {path} is unreadable: {exc}") from None
 
+    def features(self, score: float | None) -> tuple[float, float]:
+        """(clipped, scaled score; found): what the fit (bench/answer_calibration.py) and the service both compute."""
+        if score is None or not math.isfinite(score):
+            return 0.0, 0.0
+        return max(self.clip[0], min(self.clip[1], score)) / self.scale, 1.0
+
     def __call__(self, score: float | None) -> float:
-        z = self.bias
-        if score is not None and math.isfinite(score):
-            z += self.w_score * max(self.clip[0], min(self.clip[1], score)) / self.scale + self.w_found
-        return 1.0 / (1.0 + math.exp(-z))
+        x, found = self.features(score)
+        return 1.0 / (1.0 + math.exp(-(self.bias + self.w_score * x + self.w_found * found)))
 
 
 def located(short: str, cited: list[Passage], reader: Reader, question: str) -> tuple[AnswerSpan | None, float | None]:
     """Where the LLM's short answer stands in the chunks of its cited passages (first found, case-insensitive), and the
     reader's best score for it there; (None, None) when it stands in none."""
+    if not short.strip():
+        return None, None
     best: tuple[float, AnswerSpan] | None = None
     needle = re.compile(re.escape(short.strip()), re.IGNORECASE)  # matched on the text itself: lower() can change lengths
     seen: set[str] = set()
     for p in cited:
         c = p.hit.chunk
-        if c.chunk_id in seen or not short.strip():
+        if c.chunk_id in seen:
             continue
         seen.add(c.chunk_id)
         m = needle.search(c.text)

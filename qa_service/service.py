@@ -82,7 +82,9 @@ class QAService:
         self.pipeline = IngestPipeline(self.store, self.embedder, settings)
         self.prompts = Prompts.load(settings.prompts_dir)
         self.reader: Reader | None = parent.reader if parent else load_reader(settings.reader_model, settings.threads) if settings.loads_reader else None
-        self.answer_calibration = AnswerCalibration.load(settings.answer_calibration) if settings.answer_calibration else None
+        self.answer_calibration: AnswerCalibration | None = (
+            parent.answer_calibration if parent else AnswerCalibration.load(settings.answer_calibration) if settings.answer_calibration else None
+        )
         self.writer: WriterLock = parent.writer if parent else WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
             self.recovered_chunks = self.pipeline.recover()
