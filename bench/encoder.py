@@ -38,13 +38,13 @@ def main() -> None:
     from qa_service.store.chroma import ChromaStore, make_client
 
     s = Settings()
-    items = [i for i in load_paths([SHARED / "corpus.jsonl"]) if i.article]
+    articles = [i.article for i in load_paths([SHARED / "corpus.jsonl"]) if i.article is not None]
     engines = {
-        b: SentenceTransformerEmbedder(s.embedding_model, batch_size=s.embedding_batch_size, backend=b, bulk_threshold=0, cache_dir=s.model_cache_dir)  # type: ignore[arg-type]
+        b: SentenceTransformerEmbedder(s.embedding_model, batch_size=s.embedding_batch_size, backend=b, bulk_threshold=0, cache_dir=s.model_cache_dir)
         for b in ("torch", "onnx", "onnx-int8")
     }
     pipeline = IngestPipeline(ChromaStore(make_client(tempfile.mkdtemp(prefix="qa-encoder-"), None), "probe"), engines["torch"], s)
-    texts = [c.text for i in items for c in pipeline.chunk(i.article)][: args.chunks]
+    texts = [c.text for a in articles for c in pipeline.chunk(a)][: args.chunks]
     questions = [json.loads(line)["question"] for line in (SHARED / "dev.jsonl").read_text().splitlines()][: args.queries]
     out: dict[str, object] = {"chunks": len(texts), "queries": len(questions), "batch_size": s.embedding_batch_size}
     vecs: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     reader_trust: float = Field(0.5, ge=0, le=1, description="reader confidence above which the LLM's refusal gives way to the reader's span")
     answer_calibration: Path | None = Field(
         DEFAULT_ANSWER_CALIBRATION,
-        description="logistic fit from the reader's score of the LLM's short answer to P(answer right), for the default path's `confidence` "
+        description="logistic fit from the reader's score of the LLM's short answer, its cited sources' staleness and the LLM's lowest word "
+        "log-probability (when the backend reports one) to P(answer right), for the default path's `confidence` "
         "(bench/answer_calibration.py makes it); unset: no confidence there",
     )
     answer_mode: Literal["generative", "extractive"] = Field(

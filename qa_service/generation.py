@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from langchain_core.messages import BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
 from qa_service.errors import ConfigError, PayloadTooLarge
 from qa_service.ingest.chunking import count_tokens
-from qa_service.llm.base import StreamingLLM
+from qa_service.llm.base import Piece, StreamingLLM
 from qa_service.llm.langchain_adapter import ProtocolChatModel
 from qa_service.passages import Passage, format_passages
 from qa_service.timeframe import TimeFrame
@@ -61,6 +62,7 @@ class Generator:
         self.system_tokens = sum(count_tokens(text) + 4 for _, text in prefix)
         template = ChatPromptTemplate.from_messages([*prefix, ("human", prompts.answer)])
         self.chain: Runnable[dict[str, str], str] = template | self.model | StrOutputParser()
+        self.reply_chain: Runnable[dict[str, str], BaseMessage] = template | self.model  # keeps each piece's log-probability
         condense = ChatPromptTemplate.from_messages([("human", prompts.condense)])
         self.condense_chain: Runnable[dict[str, str], str] = condense | self.model.bind(max_tokens=48) | StrOutputParser()
 
@@ -73,11 +75,19 @@ class Generator:
             raise PayloadTooLarge(f"question is {q} tokens; it leaves no room for passages in a {self.context}-token context")
         return min(wanted or self.context_tokens, spare)
 
-    def stream(self, question: str, passages: list[Passage], tf: TimeFrame | None = None) -> Iterator[str]:
+    def stream(self, question: str, passages: list[Passage], tf: TimeFrame | None = None, pieces: list[Piece] | None = None) -> Iterator[str]:
         """The answer's tokens. A time-relative question ("this week") is sent with the day it is asked, so the
-        model can match it against the passages' dates."""
+        model can match it against the passages' dates. `pieces` collects the reply as `Piece`s, with the
+        log-probabilities the backend reports."""
         asked = f"{question} (asked on {tf.as_of.isoformat()})" if tf is not None and tf.relative else question
-        yield from self.chain.stream({"passages": format_passages(passages), "question": asked})
+        for chunk in self.reply_chain.stream({"passages": format_passages(passages), "question": asked}):
+            text = chunk.content if isinstance(chunk.content, str) else ""
+            if not text:
+                continue
+            if pieces is not None:
+                logprobs = chunk.response_metadata.get("logprobs") or [None]  # a list: LangChain merges chunk metadata
+                pieces.append(Piece(text, logprobs[0]))
+            yield text
 
     def warmup(self) -> None:
         """Evaluate the stable instruction prefix once, so the engine's prompt cache holds it before any question."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 from qa_service.config import COLLECTION_NAME, MAX_QUESTION_CHARS, MAX_TOP_K
 
@@ -147,6 +147,9 @@ class AskResponse(BaseModel):
     confidence: float | None = Field(None, description="calibrated probability that the short answer is right (0-1); none when refused")
     span: AnswerSpan | None = Field(None, description="where the short answer stands in a cited document (offsets in its text), when it stands there verbatim")
     question: str | None = Field(None, description="the standalone question that was answered (chat)")
+    # what the confidence was computed from (compose.Signals): not part of the API; the eval records it, and the
+    # answer calibration is refitted from those rows
+    _signals: Any = PrivateAttr(None)
 
 
 class DocumentIn(Strict):

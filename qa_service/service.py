@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from qa_service.citations import AnswerFilter, Verdict, cite
-from qa_service.compose import AnswerCalibration, Composed, calibrated, extractive, with_reader
+from qa_service.compose import AnswerCalibration, Composed, answer_logprob, calibrated, extractive, with_reader
 from qa_service.config import Settings
 from qa_service.embedding import Embedder, make_embedder
 from qa_service.errors import BadRequest, NotEnabled, NotFound
@@ -20,6 +20,7 @@ from qa_service.grounding import ground, missing_key_terms, refusal, worth_askin
 from qa_service.ingest.loaders import Loaded
 from qa_service.ingest.pipeline import IngestPipeline, Progress
 from qa_service.llm import StreamingLLM, make_llm
+from qa_service.llm.base import Piece
 from qa_service.metrics import RETRIES, observe_answer, observe_ingest, observe_outcome
 from qa_service.passages import Passage, ReaderHelp, select_passages
 from qa_service.reading import Read, Reader, evidence, first_answer, load_reader, read, rerank
@@ -257,7 +258,8 @@ class QAService:
             for attempt in range(2):
                 visible = AnswerFilter()
                 first_token, raw = None, ""
-                for delta in self.generator.stream(question, plan.passages, tf):
+                pieces: list[Piece] = []
+                for delta in self.generator.stream(question, plan.passages, tf, pieces):
                     if first_token is None:
                         first_token = time.perf_counter()
                     raw += delta
@@ -269,7 +271,7 @@ class QAService:
                 if tail:
                     shown = True
                     yield StreamEvent("token", tail)
-                composed = self._compose(raw, plan, question)
+                composed = self._compose(raw, plan, question, tf, answer_logprob(pieces))
                 wider = self._wider(question, plan, composed.verdict) if attempt == 0 else None
                 if wider is None:
                     break
@@ -280,7 +282,7 @@ class QAService:
                     shown = False
                 plan = wider
         t2 = time.perf_counter()
-        resp = self._answer(composed or self._compose(raw, plan, question), mode, tf)
+        resp = self._answer(composed or self._compose(raw, plan, question, tf), mode, tf)
         resp.timings = Timings(
             retrieve_ms=round((t1 - t0) * 1000, 1),
             generate_ms=round((t2 - t1) * 1000, 1),
@@ -324,12 +326,12 @@ class QAService:
             return None
         return replace(plan, passages=wide)
 
-    def _compose(self, raw: str, plan: Plan, question: str) -> Composed:
+    def _compose(self, raw: str, plan: Plan, question: str, tf: TimeFrame | None = None, logprob: float | None = None) -> Composed:
         if self.reader is None or not plan.by_reader:
             verdict = ground(raw, plan.passages, question, strict=self.settings.strict_grounding, known=self._known)
             if self.reader is None or self.answer_calibration is None:
                 return Composed(verdict, plan.passages, None, None)
-            return calibrated(verdict, plan.passages, self.reader, self.answer_calibration, question)
+            return calibrated(verdict, plan.passages, self.reader, self.answer_calibration, question, tf, logprob)
         if plan.top is None:
             return Composed(refusal("reader_no_answer"), [], None, None)
         if not plan.ask_llm:
@@ -349,10 +351,12 @@ class QAService:
         docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
         citations = cite(v, c.passages, docs)
         answer = dated(v.answer, citations[0].published_at if citations else None) if tf.relative else v.answer
-        return AskResponse(
+        resp = AskResponse(
             answer=answer, short_answer=v.short, refused=False, citations=citations, timings=empty,
             mode=mode, confidence=c.confidence, span=c.span,
         )
+        resp._signals = c.signals
+        return resp
 
     # chat
     def standalone_question(self, messages: list[ChatMessage]) -> str:

@@ -192,11 +192,16 @@ def prior(published: dt.date | None, tf: TimeFrame, half_life_days: float, newes
     if published is None:
         return None
     if tf.window is not None:
-        start, end = tf.window
-        gap = (start - published).days if published < start else max(0, (published - end).days)
+        gap = days_outside(published, tf.window)
     else:
         gap = max(0, ((newest or tf.as_of) - published).days)
     return math.pow(0.5, gap / half_life_days) if half_life_days > 0 else float(gap == 0)
+
+
+def days_outside(published: dt.date, window: Window) -> int:
+    """Days between a date and the window, 0 inside it."""
+    start, end = window
+    return (start - published).days if published < start else max(0, (published - end).days)
 
 
 def label(day: dt.date) -> str:

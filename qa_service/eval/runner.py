@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -50,6 +51,7 @@ def score_one(
         short_answer=r.short_answer,
         refused=r.refused,
         confidence=r.confidence,
+        confidence_signals=dataclasses.asdict(r._signals) if r._signals is not None else None,
         cited_docs=[c.doc_id for c in r.citations],
         retrieve_ms=r.timings.retrieve_ms,
         generate_ms=r.timings.generate_ms,

@@ -1,4 +1,8 @@
-"""The LLM backend base. A backend implements `stream`; `complete` is derived from it."""
+"""The LLM backend base. A backend implements `stream`; `complete` is derived from it.
+
+A backend that knows how sure the model was of each token may yield `Piece`s: text that also carries its lowest token
+log-probability. Everything downstream still reads plain text; the answer's confidence reads the log-probabilities
+(`compose.answer_logprob`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,17 @@ from typing import TypedDict
 class Message(TypedDict):
     role: str
     content: str
+
+
+class Piece(str):
+    """A streamed piece of the reply and the lowest log-probability of its tokens (None when not reported)."""
+
+    logprob: float | None
+
+    def __new__(cls, text: str, logprob: float | None = None) -> Piece:
+        piece = super().__new__(cls, text)
+        piece.logprob = logprob
+        return piece
 
 
 class StreamingLLM:

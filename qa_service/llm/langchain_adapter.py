@@ -40,7 +40,8 @@ class ProtocolChatModel(BaseChatModel):
         self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         for delta in self.backend.stream(to_messages(messages), max_tokens=kwargs.get("max_tokens", self.max_tokens), stop=stop):
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+            logprob = getattr(delta, "logprob", None)
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=str(delta), response_metadata={} if logprob is None else {"logprobs": [logprob]}))
             if run_manager:
                 run_manager.on_llm_new_token(delta, chunk=chunk)
             yield chunk

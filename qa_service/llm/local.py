@@ -1,4 +1,5 @@
-"""In-process GGUF inference with xllamacpp; one slot, so the stable instruction prefix stays in the KV cache."""
+"""In-process GGUF inference with xllamacpp; one slot, so the stable instruction prefix stays in the KV cache. Each
+streamed piece carries its tokens' log-probability, which the answer's confidence reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qa_service.errors import BackendTimeout, BackendUnavailable
-from qa_service.llm.base import Message, StreamingLLM
+from qa_service.llm.base import Message, Piece, StreamingLLM
 from qa_service.models import resolve_gguf
 
 _DONE = object()
@@ -57,6 +58,7 @@ class LocalLLM(StreamingLLM):
             "top_k": 1,
             "stream": True,
             "cache_prompt": True,
+            "logprobs": True,
         }
         if stop:
             request["stop"] = stop
@@ -84,7 +86,8 @@ class LocalLLM(StreamingLLM):
 
 
 def _deltas(item: Any) -> Iterator[str]:
-    """The text pieces of one streamed engine event; an error event or exception is raised."""
+    """The text pieces of one streamed engine event, with their lowest token log-probability; an error event or
+    exception is raised."""
     if isinstance(item, Exception):
         raise item
     if isinstance(item, dict):
@@ -93,4 +96,6 @@ def _deltas(item: Any) -> Iterator[str]:
         for choice in item.get("choices", []):
             delta = (choice.get("delta") or {}).get("content")
             if delta:
-                yield delta
+                tokens = (choice.get("logprobs") or {}).get("content") or []
+                logprobs = [t["logprob"] for t in tokens if isinstance(t, dict) and isinstance(t.get("logprob"), int | float)]
+                yield Piece(delta, min(logprobs)) if logprobs else delta
