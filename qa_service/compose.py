@@ -11,7 +11,6 @@ question's time window, and how sure the LLM was of its least sure word into P(t
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import math
 import re
@@ -25,7 +24,7 @@ from qa_service.passages import Passage
 from qa_service.reading import Read, Reader, sentence_of
 from qa_service.schemas import AnswerSpan
 from qa_service.text import sentences
-from qa_service.timeframe import TimeFrame, days_outside
+from qa_service.timeframe import TimeFrame, days_outside, published_day
 
 AGREE = 0.5  # token support of the LLM's short answer in the reader's span (or back) for the two to agree
 _ANSWER = re.compile(r"\s*Answer:\s*")
@@ -116,17 +115,10 @@ def staleness(cited: list[Passage], tf: TimeFrame | None) -> float:
     about 0.7 within two weeks: last year's answer to this week's question."""
     if tf is None or tf.window is None:
         return 0.0
-    dates = [d for d in (_date(p.hit.chunk.published_at) for p in cited) if d is not None]
+    dates = [d for d in (published_day(p.hit.chunk.published_at) for p in cited) if d is not None]
     if not dates:
         return 0.0
     return min(STALE_CAP_YEARS, days_outside(max(dates), tf.window) / 365.0)
-
-
-def _date(published_at: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(published_at[:10]) if published_at else None
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

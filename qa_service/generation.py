@@ -61,8 +61,7 @@ class Generator:
         prefix = [("system", _escape(prompts.system))] + [(role, _escape(text)) for role, text in prompts.examples]
         self.system_tokens = sum(count_tokens(text) + 4 for _, text in prefix)
         template = ChatPromptTemplate.from_messages([*prefix, ("human", prompts.answer)])
-        self.chain: Runnable[dict[str, str], str] = template | self.model | StrOutputParser()
-        self.reply_chain: Runnable[dict[str, str], BaseMessage] = template | self.model  # keeps each piece's log-probability
+        self.chain: Runnable[dict[str, str], BaseMessage] = template | self.model  # messages, not text: each keeps its log-probability
         condense = ChatPromptTemplate.from_messages([("human", prompts.condense)])
         self.condense_chain: Runnable[dict[str, str], str] = condense | self.model.bind(max_tokens=48) | StrOutputParser()
 
@@ -80,7 +79,7 @@ class Generator:
         model can match it against the passages' dates. `pieces` collects the reply as `Piece`s, with the
         log-probabilities the backend reports."""
         asked = f"{question} (asked on {tf.as_of.isoformat()})" if tf is not None and tf.relative else question
-        for chunk in self.reply_chain.stream({"passages": format_passages(passages), "question": asked}):
+        for chunk in self.chain.stream({"passages": format_passages(passages), "question": asked}):
             text = chunk.content if isinstance(chunk.content, str) else ""
             if not text:
                 continue

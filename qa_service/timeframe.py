@@ -211,6 +211,12 @@ def label(day: dt.date) -> str:
 def dated(answer: str, published_at: str | None) -> str:
     """A time-relative question's answer, led by the date of the source it cites ("As of 3 Jan 2023: ..."), so a
     reader sees which week's news it is; unchanged when the source is undated. The date is read as the store reads
-    it for the as_of filter and the prior (date_key)."""
-    day = key_date(date_key(published_at))
+    it for the as_of filter and the prior."""
+    day = published_day(published_at)
     return f"As of {label(day)}: {answer}" if day else answer
+
+
+def published_day(published_at: str | None) -> dt.date | None:
+    """A stored publication date as the store reads it for the as_of filter and the prior (date_key); None when
+    undated or malformed."""
+    return key_date(date_key(published_at))

@@ -150,8 +150,7 @@ class SureLLM(DecliningLLM):
     def stream(self, messages: list[Message], *, max_tokens: int, stop: list[str] | None = None) -> Iterator[str]:
         self.prompts.append(str(messages[-1]["content"]))
         for word in self.replies.pop(0).split(" "):
-            piece = word if not self.prompts or word.startswith("Answer") else " " + word
-            yield Piece(piece, self.logprobs.get(word, -0.01))
+            yield Piece(word if word.startswith("Answer") else " " + word, self.logprobs.get(word, -0.01))
 
 
 def test_the_answers_least_sure_word_leaves_out_lead_citations_and_short_line() -> None:
