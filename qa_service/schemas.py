@@ -150,6 +150,9 @@ class AskResponse(BaseModel):
     # what the confidence was computed from (compose.Signals): not part of the API; the eval records it, and the
     # answer calibration is refitted from those rows
     _signals: Any = PrivateAttr(None)
+    # the passages the answer was read from (the LLM's evidence, or the reader's span in its chunk): not part of the
+    # API; the eval scores whether the gold answer was in front of the model at all
+    _evidence: list[str] = PrivateAttr(default_factory=list)
 
 
 class DocumentIn(Strict):

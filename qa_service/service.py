@@ -346,7 +346,9 @@ class QAService:
         v: Verdict = c.verdict
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
         if v.refused:
-            return AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
+            refused = AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
+            refused._evidence = [p.text for p in c.passages]
+            return refused
         by_n = {p.n: p for p in c.passages}
         docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
         citations = cite(v, c.passages, docs)
@@ -356,6 +358,7 @@ class QAService:
             mode=mode, confidence=c.confidence, span=c.span,
         )
         resp._signals = c.signals
+        resp._evidence = [p.text for p in c.passages]
         return resp
 
     # chat

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from qa_service.eval.runner import summarise
+from pathlib import Path
+
+from qa_service.config import Settings
+from qa_service.embedding import SentenceTransformerEmbedder
+from qa_service.eval.runner import score_one, summarise
+from qa_service.ingest.loaders import Article, Loaded
+from qa_service.service import QAService
+from tests.test_retry import REPORT
 
 
 def test_summary_counts_refusals_of_answerable_questions_and_first_tokens_only_where_the_llm_ran() -> None:
@@ -18,3 +25,23 @@ def test_summary_counts_refusals_of_answerable_questions_and_first_tokens_only_w
     assert overall["first_token_ms_p50"] == 40.0  # nearest rank of [40, 60]; the refusal that never asked the LLM has none
     assert overall["total_ms_p50"] == 30.0
     assert set(summarise(rows)["by_qtype"]) == {"who", "what"}
+
+
+def test_the_eval_row_says_whether_the_answer_was_retrieved_and_in_front_of_the_model(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """answer_hit5 (the gold answer's words in a top-5 chunk, whatever the article) and answer_in_evidence (in the
+    passages the answer was read from) split a reading error from a retrieval or selection one. The real reader
+    answers (extractive mode), so the evidence is its span's sentence."""
+    svc = QAService(Settings(data_dir=tmp_path / "store"), embedder=embedder, load_llm=False)
+    svc.ingest([Loaded("braga", Article(id="braga", title="Braga tram", text=REPORT))])
+    q = {"id": "q1", "question": "How many signatures did the petition collect?", "qtype": "how many", "answerable": True, "doc_id": "braga"}
+    found = score_one(svc, {**q, "answers": ["12,000"]}, search_only=False, mode="extractive")
+    assert found["answer_hit5"] == 1.0 and found["answer_in_evidence"] == 1.0 and found["short_answer"] == "12,000"
+    elsewhere = score_one(svc, {**q, "answers": ["Ricardo Rio"]}, search_only=False, mode="extractive")
+    assert elsewhere["answer_hit5"] == 1.0 and elsewhere["answer_in_evidence"] == 0.0  # retrieved, not what was read
+    missing = score_one(svc, {**q, "answers": ["Guimaraes"]}, search_only=True)
+    assert missing["answer_hit5"] == 0.0 and "answer_in_evidence" not in missing
+    overall = summarise([found, elsewhere, missing])["overall"]
+    assert overall["answer_hit5"] == round(2 / 3, 4) and overall["answer_in_evidence"] == 0.5
+    svc.close()

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-RETRIEVAL = ["hit1", "hit5", "hit10", "mrr10", "passage_hit5"]
-ANSWERS = ["em", "f1", "contains", "citation_precision", "refusal_correct"]
+RETRIEVAL = ["hit1", "hit5", "hit10", "mrr10", "passage_hit5", "answer_hit5"]
+ANSWERS = ["answer_in_evidence", "em", "f1", "contains", "citation_precision", "refusal_correct"]
 
 
 def _bar_chart(summary: dict[str, Any], keys: list[str], title: str, path: Path) -> bool:

@@ -43,6 +43,10 @@ def score_one(
         if q.get("evidence"):
             ev = normalize(q["evidence"])
             out["passage_hit5"] = float(any(ev in normalize(r.text) for r in results[:5]))
+    if q["answerable"] and q.get("answers"):
+        # the answer's words in any of the top chunks: a news set's one gold article per question is a floor when
+        # other articles tell the same story
+        out["answer_hit5"] = max((m.contains(r.text, q["answers"]) for r in results[:5]), default=0.0)
     if search_only:
         return out
     r = svc.ask(q["question"], mode=mode, as_of=when)
@@ -64,6 +68,8 @@ def score_one(
         out["f1"] = m.f1(r.short_answer, answers)
         out["contains"] = max(m.contains(r.answer, answers), m.contains(r.short_answer, answers))
         out["correct"] = float(out["contains"] > 0 or out["em"] > 0)
+        # was the answer in front of the model at all: splits a reading error from a retrieval or selection one
+        out["answer_in_evidence"] = max((m.contains(t, answers) for t in r._evidence), default=0.0)
         if q.get("choices"):
             picked = None if r.refused else m.choose(r.short_answer, r.answer, q["choices"])
             out["choice"] = picked
@@ -76,7 +82,7 @@ def score_one(
 
 
 METRICS = [
-    "hit1", "hit5", "hit10", "mrr10", "passage_hit5", "em", "f1", "contains", "correct", "choice_correct", "citation_precision",
+    "hit1", "hit5", "hit10", "mrr10", "passage_hit5", "answer_hit5", "answer_in_evidence", "em", "f1", "contains", "correct", "choice_correct", "citation_precision",
     "refused", "refusal_correct",
 ]
 
