@@ -88,6 +88,11 @@ class QAService:
         )
         self.writer: WriterLock = parent.writer if parent else WriterLock(settings.data_dir / ".writer.lock")
         with self.writer.hold():
+            self.rebuilt_chunks = 0
+            if not self.store.chunks_readable():
+                log.warning("collection %s: the chunk index cannot be read; making it again from the stored documents", settings.collection)
+                self.rebuilt_chunks = self.pipeline.rebuild()
+                log.warning("collection %s: %d chunks made again", settings.collection, self.rebuilt_chunks)
             self.recovered_chunks = self.pipeline.recover()
             self.store.upgrade()
         self._llm = llm

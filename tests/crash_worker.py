@@ -58,7 +58,7 @@ def main() -> None:
     items = articles(corpus, n)
     by_id = {a["id"]: a for a in items}
     svc = QAService(Settings(data_dir=Path(data_dir), collection="crash-news", hybrid=False), load_llm=False)
-    print(f"OPEN recovered={svc.recovered_chunks}", flush=True)
+    print(f"OPEN recovered={svc.recovered_chunks} rebuilt={svc.rebuilt_chunks}", flush=True)
     acked: dict[str, int] = {}
     if Path(ack_path).exists():
         for line in Path(ack_path).read_text().splitlines():

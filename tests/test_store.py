@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 
 import pytest
+from chromadb.api.client import SharedSystemClient
 
 from qa_service.config import Settings
 from qa_service.ingest.loaders import Article, Loaded, load_paths
@@ -13,7 +14,7 @@ from qa_service.schemas import Filters
 from qa_service.service import QAService
 from qa_service.store.base import Where
 
-from .conftest import SEED_DOC, SEEDS
+from .conftest import SEED_DOC, SEEDS, SHARED
 
 
 @pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
@@ -153,3 +154,33 @@ def test_records_written_with_the_text_in_documents_still_read(svc: QAService) -
     assert svc.get_document("old").text == rec.text
     again = svc.ingest([art("old", rec.text, title="Storm")])
     assert (again.unchanged, again.chunks_written) == (1, 0)
+
+
+@pytest.mark.slow
+def test_an_unreadable_chunk_index_is_made_again_from_the_records_on_open(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """An embedded Chroma killed mid-write can leave a vector index its compactor cannot load, and then every read of
+    the chunks fails (the SIGKILL test met it: chroma-core/chroma#7678). Here the index's metadata file is torn by
+    hand, after enough chunks that Chroma has written it (its sync threshold is 1,000). On open the service finds the
+    chunks unreadable and makes them again from the records, which hold each document's text."""
+    settings = Settings(data_dir=tmp_path / "store", collection="news")
+    svc = QAService(settings, embedder=embedder, load_llm=False)
+    svc.ingest(load_paths([SHARED / "eval" / "qamr-wikinews" / "corpus.jsonl"]))
+    count = svc.store.count_chunks()
+    query = svc.search("asylum seekers towed back to Rote Island", 3)[0].doc_id
+    svc.close()
+    assert count > 1000
+    torn = [p for p in (tmp_path / "store").glob("*/index_metadata.pickle")]
+    assert len(torn) == 1  # the chunks' index; records and journal hold too few items to have one
+    torn[0].write_bytes(b"torn")
+    SharedSystemClient.clear_system_cache()  # a restart: this process's Chroma drops the index it holds in memory
+
+    reopened = QAService(settings, embedder=embedder, load_llm=False)
+    assert reopened.rebuilt_chunks == count and reopened.store.count_chunks() == count
+    docs, total = reopened.store.list_documents(0, 1000)
+    assert total == len(docs) and all(sorted(reopened.store.chunk_ids_of(d.doc_id)) == sorted(d.chunk_ids) for d in docs)
+    assert reopened.search("asylum seekers towed back to Rote Island", 3)[0].doc_id == query
+    reopened.close()
+    again = QAService(settings, embedder=embedder, load_llm=False)
+    assert again.rebuilt_chunks == 0 and again.store.count_chunks() == count
+    again.close()
+

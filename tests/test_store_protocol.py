@@ -92,6 +92,21 @@ def test_change_log_numbers_every_chunk_write(store: Store) -> None:
     assert store.changes(0, second[0]) is None  # the entries are gone: the caller compares ids instead
 
 
+def test_reset_chunks_empties_the_index_and_keeps_records_and_journal(store: Store) -> None:
+    fill(store)
+    store.put_documents([DocRecord(doc_id="a", title="A", text="text a", content_hash="h-a", chunk_ids=["a:0", "a:1"])])
+    store.mark_pending(["a"])
+    before = log_position(store.generation())
+    assert store.chunks_readable()
+    store.reset_chunks()
+    after = log_position(store.generation())
+    assert store.chunks_readable() and store.count_chunks() == 0 and store.query(vectors(1)[0], 3, Where()) == []
+    assert store.get_document("a") is not None and store.pending() == ["a"]
+    assert before is not None and after is not None and after[1] != before[1]  # a new epoch: readers compare every id
+    store.upsert_chunks([chunk("a", 0)], vectors(1))
+    assert store.chunk_ids_of("a") == ["a:0"]
+
+
 def test_documents(store: Store) -> None:
     docs = [DocRecord(doc_id=d, title=d.upper(), text=f"full text of {d}", content_hash=f"h-{d}", chunk_ids=[f"{d}:0"], url=f"https://x/{d}") for d in "abc"]
     store.put_documents(docs)

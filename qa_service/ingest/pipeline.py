@@ -70,6 +70,34 @@ class IngestPipeline:
         self.store.clear_pending()
         return len(orphans)
 
+    def rebuild(self, page: int = 200) -> int:
+        """Chunk and embed every stored document again, from its record, into an empty chunk index: the repair for
+        an index the backend can no longer read (`Store.chunks_readable`). The records are the acknowledged state, so
+        a batch that was cut short is resolved as `recover()` would; a record whose chunk ids change (other chunk
+        settings since it was written) is updated. Returns the chunks written."""
+        self.store.reset_chunks()
+        written = offset = 0
+        changed: list[DocRecord] = []  # written after the pages are read: a rewritten record may move in the listing
+        while True:
+            docs, _ = self.store.list_documents(offset, page)
+            if not docs:
+                break
+            offset += len(docs)
+            chunks: list[ChunkRecord] = []
+            for d in docs:
+                article = Article(title=d.title, text=d.text, id=d.doc_id, source=d.source, url=d.url, published_at=d.published_at, author=d.author)
+                made = self.chunk(article)
+                chunks.extend(made)
+                ids = [c.chunk_id for c in made]
+                if ids != d.chunk_ids or article.content_hash != d.content_hash:
+                    changed.append(DocRecord(d.doc_id, d.title, d.text, article.content_hash, ids, d.source, d.url, d.published_at, d.author))
+            if chunks:
+                self.store.upsert_chunks(chunks, self.embedder.embed([c.text for c in chunks]))
+            written += len(chunks)
+        if changed:
+            self.store.put_documents(changed)
+        return written
+
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
         self.recover()
         report = IngestReport()

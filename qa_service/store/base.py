@@ -211,6 +211,15 @@ class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
     def reset(self) -> None:
         """Drop every chunk, document, log entry and journal entry of this collection (evaluation starts empty)."""
 
+    def chunks_readable(self) -> bool:
+        """Whether the chunk index answers reads. An embedded Chroma killed in the middle of a write can leave a log
+        its compactor cannot apply, after which every read of that collection fails (chroma-core/chroma#7678); the
+        records, which hold each document's whole text, stay readable, so the chunks can be made again from them."""
+
+    def reset_chunks(self) -> None:
+        """Drop the chunk index and start an empty one, keeping the records and the journal; readers' derived
+        indexes see a new log epoch and compare every id."""
+
     def drop(self) -> None:
         """Delete this collection with everything it holds, for good: nothing is re-created."""
 

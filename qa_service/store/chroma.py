@@ -67,6 +67,20 @@ class ChromaStore:
         self.client.delete_collection(f"{self.name}__journal")
         self._open()
 
+    def chunks_readable(self) -> bool:
+        from chromadb.errors import InternalError
+
+        try:
+            self.chunks.count()
+        except InternalError:
+            return False
+        return True
+
+    def reset_chunks(self) -> None:
+        self.client.delete_collection(self.name)
+        self._open()
+        self.journal.upsert(ids=["generation"], embeddings=[_DOC_VEC], documents=[f"0:{uuid.uuid4().hex}"])
+
     def drop(self) -> None:
         """Delete this collection's chunks, records and journal for good (unlike reset, nothing is re-created)."""
         for name in (self.name, f"{self.name}__docs", f"{self.name}__journal"):
