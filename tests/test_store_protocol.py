@@ -100,7 +100,10 @@ def test_reset_chunks_empties_the_index_and_keeps_records_and_journal(store: Sto
     assert store.chunks_readable()
     store.reset_chunks()
     after = log_position(store.generation())
-    assert store.chunks_readable() and store.count_chunks() == 0 and store.query(vectors(1)[0], 3, Where()) == []
+    assert not store.chunks_readable()  # until the rebuild says it is done: one cut short starts again on open
+    assert store.count_chunks() == 0 and store.query(vectors(1)[0], 3, Where()) == []
+    store.chunks_rebuilt()
+    assert store.chunks_readable()
     assert store.get_document("a") is not None and store.pending() == ["a"]
     assert before is not None and after is not None and after[1] != before[1]  # a new epoch: readers compare every id
     store.upsert_chunks([chunk("a", 0)], vectors(1))

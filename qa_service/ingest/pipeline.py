@@ -74,7 +74,8 @@ class IngestPipeline:
         """Chunk and embed every stored document again, from its record, into an empty chunk index: the repair for
         an index the backend can no longer read (`Store.chunks_readable`). The records are the acknowledged state, so
         a batch that was cut short is resolved as `recover()` would; a record whose chunk ids change (other chunk
-        settings since it was written) is updated. Returns the chunks written."""
+        settings since it was written) is updated; a rebuild cut short is started again on the next open. Returns
+        the chunks written."""
         self.store.reset_chunks()
         written = offset = 0
         changed: list[DocRecord] = []  # written after the pages are read: a rewritten record may move in the listing
@@ -96,6 +97,7 @@ class IngestPipeline:
             written += len(chunks)
         if changed:
             self.store.put_documents(changed)
+        self.store.chunks_rebuilt()
         return written
 
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:

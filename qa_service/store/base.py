@@ -218,7 +218,11 @@ class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
 
     def reset_chunks(self) -> None:
         """Drop the chunk index and start an empty one, keeping the records and the journal; readers' derived
-        indexes see a new log epoch and compare every id."""
+        indexes see a new log epoch and compare every id. Until `chunks_rebuilt`, `chunks_readable` stays False, so
+        a rebuild cut short starts again on the next open."""
+
+    def chunks_rebuilt(self) -> None:
+        """Every record's chunks are back after `reset_chunks`."""
 
     def drop(self) -> None:
         """Delete this collection with everything it holds, for good: nothing is re-created."""

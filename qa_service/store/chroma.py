@@ -18,6 +18,7 @@ from qa_service.store.base import UNDATED, ChunkRecord, DocRecord, Hit, Where, l
 
 _DOC_VEC = [1.0]
 _UPGRADED = "upgraded"  # journal entry: every chunk carries published_ts
+_REBUILDING = "rebuilding"  # journal entry: the chunk index was dropped and is being made again
 LOG_KEEP = 1000  # change-log entries kept; a reader further behind than this lists every chunk id instead
 
 
@@ -70,6 +71,8 @@ class ChromaStore:
     def chunks_readable(self) -> bool:
         from chromadb.errors import InternalError
 
+        if self.journal.get(ids=[_REBUILDING], include=[])["ids"]:
+            return False
         try:
             self.chunks.count()
         except InternalError:
@@ -77,9 +80,13 @@ class ChromaStore:
         return True
 
     def reset_chunks(self) -> None:
+        self.journal.upsert(ids=[_REBUILDING], embeddings=[_DOC_VEC], documents=["chunks"])
         self.client.delete_collection(self.name)
         self._open()
         self.journal.upsert(ids=["generation"], embeddings=[_DOC_VEC], documents=[f"0:{uuid.uuid4().hex}"])
+
+    def chunks_rebuilt(self) -> None:
+        self.journal.delete(ids=[_REBUILDING])
 
     def drop(self) -> None:
         """Delete this collection's chunks, records and journal for good (unlike reset, nothing is re-created)."""
