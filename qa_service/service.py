@@ -351,18 +351,17 @@ class QAService:
         v: Verdict = c.verdict
         empty = Timings(retrieve_ms=0, generate_ms=0, total_ms=0)
         if v.refused:
-            refused = AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
-            refused._evidence = [p.text for p in c.passages]
-            return refused
-        by_n = {p.n: p for p in c.passages}
-        docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
-        citations = cite(v, c.passages, docs)
-        answer = dated(v.answer, citations[0].published_at if citations else None) if tf.relative else v.answer
-        resp = AskResponse(
-            answer=answer, short_answer=v.short, refused=False, citations=citations, timings=empty,
-            mode=mode, confidence=c.confidence, span=c.span,
-        )
-        resp._signals = c.signals
+            resp = AskResponse(answer=v.answer, short_answer=None, refused=True, citations=[], timings=empty, mode=mode, confidence=c.confidence)
+        else:
+            by_n = {p.n: p for p in c.passages}
+            docs = self.store.get_documents(sorted({by_n[n].hit.chunk.doc_id for n in v.cited}))
+            citations = cite(v, c.passages, docs)
+            answer = dated(v.answer, citations[0].published_at if citations else None) if tf.relative else v.answer
+            resp = AskResponse(
+                answer=answer, short_answer=v.short, refused=False, citations=citations, timings=empty,
+                mode=mode, confidence=c.confidence, span=c.span,
+            )
+            resp._signals = c.signals
         resp._evidence = [p.text for p in c.passages]
         return resp
 

@@ -187,4 +187,3 @@ def test_an_unreadable_chunk_index_is_made_again_from_the_records_on_open(tmp_pa
     resumed = QAService(settings, embedder=embedder, load_llm=False)
     assert resumed.rebuilt_chunks == count and resumed.store.count_chunks() == count
     resumed.close()
-

@@ -9,7 +9,7 @@ deletes exactly those, for the journalled documents only, so the store never hol
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
@@ -91,7 +91,7 @@ class IngestPipeline:
                 chunks.extend(made)
                 ids = [c.chunk_id for c in made]
                 if ids != d.chunk_ids or article.content_hash != d.content_hash:
-                    changed.append(DocRecord(d.doc_id, d.title, d.text, article.content_hash, ids, d.source, d.url, d.published_at, d.author))
+                    changed.append(replace(d, content_hash=article.content_hash, chunk_ids=ids))
             if chunks:
                 self.store.upsert_chunks(chunks, self.embedder.embed([c.text for c in chunks]))
             written += len(chunks)
