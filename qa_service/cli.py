@@ -374,6 +374,10 @@ def eval_cmd(
     corpus: Annotated[list[Path] | None, typer.Option(help="corpus file or folder, ingested into a fresh collection")] = None,
     out: Annotated[Path, typer.Option(help="output folder")] = Path("eval/runs/latest"),
     search_only: Annotated[bool, typer.Option("--search-only", help="retrieval metrics only, no LLM")] = False,
+    evidence: Annotated[
+        bool,
+        typer.Option("--evidence", help="with --search-only: also whether the gold answer is in the passages the LLM would read first (it is not asked)"),
+    ] = False,
     mode: Annotated[Mode | None, typer.Option(help="answer mode: generative or extractive (default QA_ANSWER_MODE)")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="empty the corpus collection first (else re-ingest is a no-op for stored articles)")] = False,
     as_of: Annotated[bool, typer.Option("--as-of/--no-as-of", help="ask each question as of its question_date, when it has one")] = True,
@@ -384,7 +388,9 @@ def eval_cmd(
     from qa_service.eval.report import write_report
     from qa_service.eval.runner import compare, run
 
-    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit, mode=mode, fresh=fresh, as_of=as_of)
+    if evidence and not search_only:
+        raise typer.BadParameter("--evidence goes with --search-only (an answered run records the evidence anyway)", param_hint="--evidence")
+    summary = run(settings(), questions, corpus=corpus, out=out, search_only=search_only, limit=limit, mode=mode, fresh=fresh, as_of=as_of, evidence=evidence)
     typer.echo(json.dumps(summary["overall"], indent=2))
     deltas = None
     if baseline is not None:

@@ -227,6 +227,12 @@ class QAService:
     ) -> AskResponse:
         return final_answer(self.ask_stream(question, top_k, filters, mode=mode, as_of=as_of))
 
+    def passages_for(self, question: str, top_k: int | None = None, filters: Filters | None = None, *, as_of: AsOf | None = None) -> list[Passage]:
+        """The passages the LLM would read first for this question (before any retry), without asking it: replays of
+        the sentence selection score these in seconds a question, where an answer takes several."""
+        question = self._check_question(question)
+        return self._plan(question, self._k(top_k), filters, "generative", self._frame(question, as_of)).passages
+
     def _plan(self, question: str, k: int, filters: Filters | None, mode: Mode, tf: TimeFrame) -> Plan:
         if mode == "extractive" and self.reader is None:
             raise NotEnabled("extractive mode needs the reader, which this server has off (QA_READER=true turns it on)")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from qa_service import cli
 from qa_service.config import Settings
 from qa_service.embedding import SentenceTransformerEmbedder
 from qa_service.eval.runner import score_one, summarise
@@ -45,3 +49,25 @@ def test_the_eval_row_says_whether_the_answer_was_retrieved_and_in_front_of_the_
     overall = summarise([found, elsewhere, missing])["overall"]
     assert overall["answer_hit5"] == round(2 / 3, 4) and overall["answer_in_evidence"] == 0.5
     svc.close()
+
+
+@pytest.mark.llm
+def test_search_only_with_evidence_scores_what_the_llm_would_read_without_asking_it(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """`--search-only --evidence` replays the sentence selection: the first passages the LLM would read, scored for the
+    gold answer, with no answer asked (the LLM is loaded only for its context length, which sets the budget)."""
+    s = Settings(data_dir=tmp_path / "store", llm_model="smollm2-135m-instruct-q4_1", context_tokens=64, wide_context_tokens=0, retry_wide=False)
+    svc = QAService(s, embedder=embedder, load_llm=False)
+    svc.ingest([Loaded("braga", Article(id="braga", title="Braga tram", text=REPORT))])
+    q = {"id": "q1", "question": "How many signatures did the petition collect?", "qtype": "how many", "answerable": True, "doc_id": "braga"}
+    shown = " ".join(p.text for p in svc.passages_for(q["question"]))
+    assert "12,000 signatures" in shown and "start next spring" not in shown  # 64 tokens: the answer's sentence and a few more, not the article
+    read = score_one(svc, {**q, "answers": ["12,000"]}, search_only=True, evidence=True)
+    elsewhere = score_one(svc, {**q, "answers": ["next spring"]}, search_only=True, evidence=True)
+    assert read["answer_in_evidence"] == 1.0 and elsewhere["answer_hit5"] == 1.0 and elsewhere["answer_in_evidence"] == 0.0
+    assert "answer" not in read and "answer_in_evidence" not in score_one(svc, {**q, "answers": ["12,000"]}, search_only=True)
+    svc.close()
+
+
+def test_evidence_needs_search_only() -> None:
+    result = CliRunner().invoke(cli.app, ["eval", "--questions", "q.jsonl", "--evidence"])
+    assert result.exit_code == 2 and "--search-only" in result.output

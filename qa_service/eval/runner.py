@@ -27,9 +27,11 @@ def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
 
 
 def score_one(
-    svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mode | None = None, k_search: int = 10, as_of: bool = True
+    svc: QAService, q: dict[str, Any], *, search_only: bool, mode: Mode | None = None, k_search: int = 10, as_of: bool = True,
+    evidence: bool = False,
 ) -> dict[str, Any]:
-    """One question's retrieval and answer scores; asked as of its question_date when `as_of` and it has one."""
+    """One question's retrieval and answer scores; asked as of its question_date when `as_of` and it has one. With
+    `search_only` and `evidence`, also whether the gold answer is in the passages the LLM would read first."""
     out: dict[str, Any] = {"id": q.get("id"), "question": q["question"], "qtype": q["qtype"], "answerable": q["answerable"]}
     when = q.get("question_date") if as_of else None
     t0 = time.perf_counter()
@@ -48,6 +50,8 @@ def score_one(
         # other articles tell the same story
         out["answer_hit5"] = max((m.contains(r.text, q["answers"]) for r in results[:5]), default=0.0)
     if search_only:
+        if evidence and q["answerable"] and q.get("answers"):
+            out["answer_in_evidence"] = max((m.contains(p.text, q["answers"]) for p in svc.passages_for(q["question"], as_of=when)), default=0.0)
         return out
     r = svc.ask(q["question"], mode=mode, as_of=when)
     out.update(
@@ -118,7 +122,7 @@ def collection_for(corpus: list[Path]) -> str:
 
 def run(
     settings: Settings, questions: Path, *, corpus: list[Path] | None, out: Path, search_only: bool, limit: int | None,
-    progress: bool = True, mode: Mode | None = None, fresh: bool = False, as_of: bool = True,
+    progress: bool = True, mode: Mode | None = None, fresh: bool = False, as_of: bool = True, evidence: bool = False,
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
@@ -138,12 +142,13 @@ def run(
     else:
         ingest = None
     qs = load_questions(questions, limit)
-    rows = [score_one(svc, q, search_only=search_only, mode=mode, as_of=as_of) for q in tqdm(qs, disable=not progress, unit="q")]
+    rows = [score_one(svc, q, search_only=search_only, mode=mode, as_of=as_of, evidence=evidence) for q in tqdm(qs, disable=not progress, unit="q")]
     summary = summarise(rows)
     summary["config"] = {
         "questions": str(questions),
         "corpus": [str(c) for c in corpus] if corpus else None,
         "search_only": search_only,
+        "evidence": search_only and evidence,
         "as_of": "question_date" if as_of and any("question_date" in q for q in qs) else None,
         "time_weight": settings.time_weight,
         "window_half_life_days": settings.window_half_life_days,
