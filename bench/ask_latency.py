@@ -31,7 +31,7 @@ def correct(q: dict[str, Any], answer: str, short: str | None, refused: bool) ->
 
     if not q["answerable"]:
         return refused
-    return not refused and max(metrics.contains(answer, q["answers"]), metrics.contains(short, q["answers"])) > 0
+    return not refused and metrics.contains_any([answer, short], q["answers"]) > 0
 
 
 def bench_model(model: str, overrides: dict[str, object]) -> dict[str, object]:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from qa_service import cli
 from qa_service.config import Settings
 from qa_service.embedding import SentenceTransformerEmbedder
+from qa_service.eval.metrics import contains_any
 from qa_service.eval.runner import score_one, summarise
 from qa_service.ingest.loaders import Article, Loaded
 from qa_service.service import QAService
@@ -49,6 +50,12 @@ def test_the_eval_row_says_whether_the_answer_was_retrieved_and_in_front_of_the_
     overall = summarise([found, elsewhere, missing])["overall"]
     assert overall["answer_hit5"] == round(2 / 3, 4) and overall["answer_in_evidence"] == 0.5
     svc.close()
+
+
+def test_contains_any_needs_a_gold_answers_whole_words_in_one_text() -> None:
+    assert contains_any([None, "The petition collected 12,000 signatures."], ["12,000"]) == 1.0
+    assert contains_any(["It collected 112,000 signatures."], ["12,000"]) == 0.0  # whole words, not a substring
+    assert contains_any([], ["12,000"]) == 0.0 and contains_any(["12,000"], []) == 0.0
 
 
 @pytest.mark.llm

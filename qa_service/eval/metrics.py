@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 
 from qa_service.text import normalize
 
@@ -36,6 +37,11 @@ def contains(text: str | None, answers: list[str]) -> float:
         return 0.0
     t = f" {normalize(text)} "
     return float(any(normalize(a) and f" {normalize(a)} " in t for a in answers))
+
+
+def contains_any(texts: Iterable[str | None], answers: list[str]) -> float:
+    """1.0 when one of the texts (top chunks, the passages shown) holds a gold answer's words."""
+    return max((contains(t, answers) for t in texts), default=0.0)
 
 
 def first_rank(doc_ids: list[str], gold: str) -> int | None:

@@ -48,10 +48,10 @@ def score_one(
     if q["answerable"] and q.get("answers"):
         # the answer's words in any of the top chunks: a news set's one gold article per question is a floor when
         # other articles tell the same story
-        out["answer_hit5"] = max((m.contains(r.text, q["answers"]) for r in results[:5]), default=0.0)
+        out["answer_hit5"] = m.contains_any((r.text for r in results[:5]), q["answers"])
     if search_only:
         if evidence and q["answerable"] and q.get("answers"):
-            out["answer_in_evidence"] = max((m.contains(p.text, q["answers"]) for p in svc.passages_for(q["question"], as_of=when)), default=0.0)
+            out["answer_in_evidence"] = m.contains_any((p.text for p in svc.passages_for(q["question"], as_of=when)), q["answers"])
         return out
     r = svc.ask(q["question"], mode=mode, as_of=when)
     out.update(
@@ -70,10 +70,10 @@ def score_one(
         answers = q.get("answers", [])
         out["em"] = m.exact_match(r.short_answer, answers)
         out["f1"] = m.f1(r.short_answer, answers)
-        out["contains"] = max(m.contains(r.answer, answers), m.contains(r.short_answer, answers))
+        out["contains"] = m.contains_any([r.answer, r.short_answer], answers)
         out["correct"] = float(out["contains"] > 0 or out["em"] > 0)
         # was the answer in front of the model at all: splits a reading error from a retrieval or selection one
-        out["answer_in_evidence"] = max((m.contains(t, answers) for t in r._evidence), default=0.0)
+        out["answer_in_evidence"] = m.contains_any(r._evidence, answers)
         if q.get("choices"):
             picked = None if r.refused else m.choose(r.short_answer, r.answer, q["choices"])
             out["choice"] = picked
