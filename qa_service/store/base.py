@@ -97,6 +97,11 @@ class Where:
         return self == Where()
 
 
+def log_token(seq: int, epoch: str) -> str:
+    """The generation token of change-log entry `seq` of the log `epoch`: what log_position reads back."""
+    return f"{seq}:{epoch}"
+
+
 def log_position(generation: str | None) -> tuple[int, str] | None:
     """The change-log entry a generation token ("<seq>:<epoch>") names; None for older tokens. The epoch is new
     whenever the log starts over (a reset collection), so a number is only compared within one log."""

@@ -14,11 +14,12 @@ from urllib.parse import urlparse
 import numpy as np
 
 from qa_service.errors import BackendUnavailable
-from qa_service.store.base import UNDATED, ChunkRecord, DocRecord, Hit, Where, log_position
+from qa_service.store.base import UNDATED, ChunkRecord, DocRecord, Hit, Where, log_position, log_token
 
 _DOC_VEC = [1.0]
 _UPGRADED = "upgraded"  # journal entry: every chunk carries published_ts
 _REBUILDING = "rebuilding"  # journal entry: the chunk index was dropped and is being made again
+_GENERATION = "generation"  # journal entry: the change log's head, "<seq>:<epoch>" (base.log_token)
 LOG_KEEP = 1000  # change-log entries kept; a reader further behind than this lists every chunk id instead
 
 
@@ -83,7 +84,7 @@ class ChromaStore:
         self.journal.upsert(ids=[_REBUILDING], embeddings=[_DOC_VEC], documents=["chunks"])
         self.client.delete_collection(self.name)
         self._open()
-        self.journal.upsert(ids=["generation"], embeddings=[_DOC_VEC], documents=[f"0:{uuid.uuid4().hex}"])
+        self.journal.upsert(ids=[_GENERATION], embeddings=[_DOC_VEC], documents=[log_token(0, uuid.uuid4().hex)])
 
     def chunks_rebuilt(self) -> None:
         self.journal.delete(ids=[_REBUILDING])
@@ -144,16 +145,16 @@ class ChromaStore:
         seq, epoch = log_position(self.generation()) or (0, uuid.uuid4().hex)
         seq += 1
         self.journal.upsert(
-            ids=[_log_id(seq), "generation"],
+            ids=[_log_id(seq), _GENERATION],
             embeddings=[_DOC_VEC, _DOC_VEC],
-            documents=[json.dumps({"added": added, "removed": removed}), f"{seq}:{epoch}"],
+            documents=[json.dumps({"added": added, "removed": removed}), log_token(seq, epoch)],
         )
         if seq > LOG_KEEP:
             self.journal.delete(ids=[_log_id(seq - LOG_KEEP)])
 
     def generation(self) -> str:
         """A token that changes with every chunk write, by any process: "<seq>:<epoch>" (base.log_position)."""
-        got = self.journal.get(ids=["generation"], include=["documents"])
+        got = self.journal.get(ids=[_GENERATION], include=["documents"])
         return str(got["documents"][0]) if got["ids"] else ""
 
     def changes(self, since: int, until: int) -> list[tuple[list[str], list[str]]] | None:
