@@ -60,3 +60,18 @@ def test_unseen_pairs_are_exactly_those_no_training_step_read(tmp_path) -> None:
     order = batch_order([len(w.input_ids) for w, _ in made], 4, cfg.seed, 0)
     read = {made[i][1].question for b in order[:3] for i in b}
     assert len(read) == 12 and len(unseen) == 40 - 12 and not (read & unseen)
+
+
+def test_related_negative_is_the_nearest_context_without_the_answer() -> None:
+    """The related negative is on the question's subject (not a random context), never the pair's own context, and
+    never a context that holds the answer's words."""
+    own = "Sergei Lavrov met Marco Rubio in Riyadh on Tuesday."
+    also_answer = "The envoys met in Riyadh, where talks on Ukraine went on."
+    near_miss = "The envoys met last year in Geneva; the talks on Ukraine stalled."
+    unrelated = ["The orchestra played Mahler in Vienna.", "Wheat prices rose after the harvest.", "A new bridge opened."]
+    pair = Pair("Where did the envoys meet for talks on Ukraine?", own, own.index("Riyadh"), "Riyadh", "test")
+    others = [Pair(f"What was played {i}?", c, 0, c.split()[0], "test") for i, c in enumerate([also_answer, near_miss, *unrelated])]
+    mixed = with_negatives([pair, *others], hard=0.0, easy=0.0, related=1.0, seed=3)
+    negatives = [p for p in mixed if p.origin.endswith(":related") and p.question == pair.question]
+    assert [p.context for p in negatives] == [near_miss] and negatives[0].answer_start is None
+    assert with_negatives([pair, *others], hard=0.0, easy=0.0, related=0.0, seed=3) == [pair, *others]

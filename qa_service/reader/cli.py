@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -27,12 +28,17 @@ def train_cmd(
     lr: Annotated[float, typer.Option()] = 1e-4,
     seed: Annotated[int, typer.Option()] = 13,
     max_steps: Annotated[int, typer.Option(help="stop after this many optimizer steps, the learning rate reaching zero there (0: one epoch)")] = 0,
+    hard_negatives: Annotated[float, typer.Option(help="share of pairs that also give a window of their context without the answer")] = 0.25,
+    easy_negatives: Annotated[float, typer.Option(help="share of pairs that also give a random other context")] = 0.25,
+    related_negatives: Annotated[float, typer.Option(help="share of pairs that also give the most similar other context without the answer")] = 0.0,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --work")] = False,
 ) -> None:
     """Fine-tune the packaged MiniLM for extractive QA (checkpoints every 200 steps; --resume continues)."""
     from qa_service.reader.train import TrainConfig, train
 
-    cfg = TrainConfig(data=data, out=work, limit=limit, epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps)
+    cfg = TrainConfig(data=data, out=work, limit=limit, epochs=epochs, max_length=max_length, batch_size=batch_size, lr=lr, seed=seed, max_steps=max_steps,
+        hard_negatives=hard_negatives, easy_negatives=easy_negatives, related_negatives=related_negatives,
+    )
     folder = train(cfg, resume=resume)
     typer.echo(f"trained: {folder}")
 
@@ -48,9 +54,11 @@ def export_cmd(
     from qa_service.reader.evaluate import calibrate, evaluate, held_out, rows_of, unseen_rows
     from qa_service.reader.export import CALIBRATION, export, write_card
     from qa_service.reader.onnx_reader import OnnxReader
+    from qa_service.reader.train import TrainConfig
 
     stats = json.loads((work / "train.json").read_text())
     cfg = stats["config"]
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     export(work / "model", out)
     unseen = held_out(data, int(cfg["limit"]), 2 * limit, int(cfg["seed"])) if int(cfg["limit"]) else unseen_rows(cfg, 2 * limit)
     reader = OnnxReader(out)
@@ -62,6 +70,8 @@ def export_cmd(
         metrics["held-out"] = evaluate(reader, unseen[:limit], name="training pool pairs no training step read")
     command = "qa-service reader train " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k in {"limit", "epochs", "max_length", "batch_size", "lr", "seed", "max_steps"} and v
+    ) + "".join(
+        f" --{k.replace('_', '-')} {cfg[k]}" for k in ("hard_negatives", "easy_negatives", "related_negatives") if k in cfg and cfg[k] != defaults[k]
     ) + f" && qa-service reader export  # {shlex.join(sys.argv[1:])}"
     card = write_card(out, stats, metrics, command)
     typer.echo(json.dumps(metrics, indent=2))

@@ -2,8 +2,11 @@
 
 Each QA pair gives the window of its context that holds the first answer (tokens of the question, then of the
 context, cut to `max_length`); the no-answer label points both ends at [CLS], as in SQuAD 2.0. Negatives teach
-the reader to abstain: a window of the same context without the answer (hard) and a window of another context
-(easy), each with a fixed probability, so the mix is reproducible from the seed.
+the reader to abstain: a window of the same context without the answer (hard), a window of another context
+(easy), and another context on the question's subject (related: the most similar by TF-IDF that lacks the answer),
+each with a fixed probability, so the mix is reproducible from the seed. Related negatives are the near-misses a
+news archive is full of, an older article on the same story: a reader that only ever saw random contexts as
+negatives prefers any confident span in a context about the question's subject.
 """
 
 from __future__ import annotations
@@ -55,13 +58,30 @@ def load_pairs(folder: Path, names: tuple[str, ...] = TRAIN_FILES) -> list[Pair]
     return pairs
 
 
-def with_negatives(pairs: list[Pair], *, hard: float, easy: float, seed: int) -> list[Pair]:
-    """Each positive, then maybe a hard negative (the same context, answer window excluded by `windows`) and maybe
-    an easy one (another context of the set). Hard negatives are marked by answer_start None on the same context."""
+def related_contexts(questions: list[str], contexts: list[str], k: int = 5) -> list[list[int]]:
+    """For each question, the indices of the k contexts most similar to it (TF-IDF cosine), best first."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=1, dtype=np.float32)
+    matrix = vectorizer.fit_transform(contexts).T.tocsc()
+    out: list[list[int]] = []
+    for lo in range(0, len(questions), 2048):
+        scores = (vectorizer.transform(questions[lo : lo + 2048]) @ matrix).toarray()
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        out.extend(row.tolist() for row in top)
+    return out
+
+
+def with_negatives(pairs: list[Pair], *, hard: float, easy: float, seed: int, related: float = 0.0) -> list[Pair]:
+    """Each positive, then maybe a hard negative (the same context, answer window excluded by `windows`), maybe
+    an easy one (another context of the set) and maybe a related one (the context most like the question among
+    those without the answer). Hard negatives are marked by answer_start None on the same context."""
     rng = random.Random(seed)
     contexts = sorted({p.context for p in pairs})
+    near = related_contexts([p.question for p in pairs], contexts) if related > 0 else []
     out: list[Pair] = []
-    for p in pairs:
+    for i, p in enumerate(pairs):
         out.append(p)
         if rng.random() < hard and len(p.context) > 600:
             out.append(Pair(p.question, p.context, None, p.answer_text, p.origin + ":hard"))
@@ -69,6 +89,11 @@ def with_negatives(pairs: list[Pair], *, hard: float, easy: float, seed: int) ->
             other = contexts[rng.randrange(len(contexts))]
             if p.answer_text.lower() not in other.lower():
                 out.append(Pair(p.question, other, None, "", p.origin + ":easy"))
+        if related > 0 and rng.random() < related:
+            answer = p.answer_text.lower()
+            alike = next((c for j in near[i] if (c := contexts[j]) != p.context and answer not in c.lower()), None)
+            if alike is not None:
+                out.append(Pair(p.question, alike, None, "", p.origin + ":related"))
     return out
 
 

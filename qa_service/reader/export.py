@@ -89,7 +89,8 @@ Training pairs from `../shared/eval/reader-train` (SQuAD-style; no evaluation qu
 - QAMR, Wikipedia-sentence questions (github.com/uwnlp/qamr, MIT, (c) 2017 Julian Michael); text CC BY-SA.
 - SQuADShifts new-wiki, Reddit, Amazon (Miller et al., ICML 2020), CC BY 4.0.
 - XQuAD English (Artetxe et al., 2020), CC BY-SA 4.0.
-Negatives are made from the same pairs: a window of the same context without the answer, or another context.
+Negatives are made from the same pairs: a window of the same context without the answer, another context, and
+(with `--related-negatives`) the other context most like the question (TF-IDF) that lacks the answer.
 The weights derive from CC BY-SA text: they carry this attribution and are shared alike.
 
 ## Training

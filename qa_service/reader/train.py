@@ -32,6 +32,7 @@ class TrainConfig:
     warmup: float = 0.06
     hard_negatives: float = 0.25
     easy_negatives: float = 0.25
+    related_negatives: float = 0.0
     seed: int = 13
     checkpoint_every: int = 200  # optimizer steps
     max_steps: int = 0  # stop after this many optimizer steps, the schedule decaying to zero there (0: the epochs decide)
@@ -52,7 +53,7 @@ def _windows_with_pairs(cfg: TrainConfig, tokenizer: Any) -> list[tuple[Window, 
     rng.shuffle(pairs)
     if cfg.limit:
         pairs = pairs[: cfg.limit]
-    pairs = with_negatives(pairs, hard=cfg.hard_negatives, easy=cfg.easy_negatives, seed=cfg.seed)
+    pairs = with_negatives(pairs, hard=cfg.hard_negatives, easy=cfg.easy_negatives, related=cfg.related_negatives, seed=cfg.seed)
     made = [(w, p) for p in pairs if (w := featurize(tokenizer, p, cfg.max_length)) is not None]
     rng.shuffle(made)
     return made
