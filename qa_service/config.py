@@ -105,7 +105,13 @@ class Settings(BaseSettings):
     retry_wide: bool = Field(
         True, description="when the answer over the narrow evidence is refused (declined or not grounded), ask once more over QA_WIDE_CONTEXT_TOKENS of the same chunks"
     )
-    reader_sure: float = Field(4.0, description="a sentence whose best span beats no-answer by this much (logits) is one the reader is sure of")
+    reader_sure: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="the reader is sure of a sentence whose best span it thinks right with this calibrated probability (its calibration.json; "
+        "0.4 is a margin of 4.03 over no-answer for the committed reader); 0: always sure, 1: never",
+    )
     reader_model: Path = Field(DEFAULT_READER, description="folder of the exported reader (reader.int8.onnx, tokenizer.json, calibration.json)")
     reader_candidates: int = Field(10, ge=1, le=200, description="retrieved chunks the reader reads and reranks (the extractive mode reads them all)")
     reader_weight: float = Field(0.5, ge=0, description="weight of the reader's ranking against retrieval's (1) in the rerank fusion")

@@ -30,7 +30,7 @@ _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 class Embedder(Protocol):
     dim: int
 
-    def embed(self, texts: list[str]) -> np.ndarray: ...
+    def embed(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
 
@@ -251,18 +251,22 @@ class SentenceTransformerEmbedder:
         self._sentences = _LRU(sentence_cache_size)
         self._lock = threading.Lock()
 
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Vectors of `texts`, encoded `batch_size` at a time (QA_EMBEDDING_BATCH_SIZE by default). With int8 weights the
+        activations are quantised per batch, padding included, so a text's vector moves with its batch-mates (cosine
+        ~0.99 to its vector alone); batch_size=1 gives each text the vector it has alone."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        batch_size = batch_size or self.batch_size
         with self._lock:  # both engines are parallel inside; concurrent encodes only thrash the 2 cores
             if self._onnx is not None and not (self.bulk_threshold and len(texts) >= self.bulk_threshold):
-                return self._onnx.encode(texts, self.batch_size)
+                return self._onnx.encode(texts, batch_size)
             if self._model is None:
                 # an ingest batch sent to torch by QA_EMBEDDING_BULK_THRESHOLD (for a CPU where bench/encoder.py finds
                 # torch faster on long chunks), loaded the first time one comes; queries and sentences stay on ONNX
                 self._model = _load_sentence_transformer(str(self._model_dir), self._device)
             out = self._model.encode(
-                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
         return np.asarray(out, dtype=np.float32)
 
@@ -274,12 +278,14 @@ class SentenceTransformerEmbedder:
         return vec
 
     def embed_cached(self, texts: list[str]) -> np.ndarray:
-        """Passage sentences recur across questions on the same articles; 50k of them are ~75 MB."""
+        """Passage sentences recur across questions on the same articles; 50k of them are ~75 MB. Each is encoded alone,
+        so its vector, and the evidence chosen with it, does not depend on which sentences were cached by earlier
+        questions or on what else the question's chunks hold."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         known = {t: v for t in dict.fromkeys(texts) if (v := self._sentences.get(t)) is not None}
         missing = [t for t in dict.fromkeys(texts) if t not in known]
-        for t, v in zip(missing, self.embed(missing), strict=True):
+        for t, v in zip(missing, self.embed(missing, batch_size=1), strict=True):
             known[t] = v
             self._sentences.put(t, v)
         return np.stack([known[t] for t in texts])

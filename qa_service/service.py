@@ -317,7 +317,7 @@ class QAService:
         if self.reader is None or not s.reader_helps:
             return None
         wide = self.generator.passage_budget(question, s.wide_context_tokens) if s.wide_context_tokens else 0
-        return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, s.reader_sure)
+        return ReaderHelp(self.reader.range_scores, s.sentence_reader_weight, wide, self.reader.score_for(s.reader_sure))
 
     def _wider(self, question: str, plan: Plan, verdict: Verdict) -> Plan | None:
         """The same hits shown through the wide budget, for a second try when the answer over the narrow evidence was

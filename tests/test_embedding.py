@@ -94,3 +94,20 @@ def test_parallel_batches_give_the_vectors_of_sequential_ones() -> None:
     assert np.array_equal(a, b)
     singles = np.stack([one.embed([t])[0] for t in texts])
     assert ((a @ singles.T).argmax(axis=1) == np.arange(len(texts))).all()  # row i is text i's vector, not a neighbour's
+
+
+def test_a_sentence_vector_does_not_depend_on_its_batch_or_the_cache() -> None:
+    """int8 activations are quantised per batch, so a batch moves its texts' vectors; the sentences that passage
+    selection compares with the question are encoded one by one, so the evidence for a question is the same whatever
+    else its chunks hold and whichever questions came before."""
+    target = "Lavrov relayed details of the US request to Iranian officials, including his counterpart Abbas Araghchi."
+    long_mate = " ".join(TEXTS) * 2
+    enc = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8)
+    assert enc.backend == "onnx-int8"
+    alone = enc.embed([target])[0]
+    assert not np.array_equal(enc.embed([long_mate, target, "Short."])[1], alone)  # why: a batch moves the vector
+    first = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8).embed_cached([long_mate, target, "Short."])[1]
+    warmed = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=8)
+    warmed.embed_cached([long_mate, *TEXTS])  # an earlier question's sentences, now cached
+    assert np.array_equal(first, alone)
+    assert np.array_equal(warmed.embed_cached([*TEXTS[:2], target, long_mate])[2], alone)

@@ -79,6 +79,14 @@ def test_score_span_agrees_with_read(reader: OnnxReader) -> None:
     assert reader.score_span(question, LISBON, LISBON.index("Porto"), LISBON.index("Porto") + 5) < span.score
 
 
+@pytest.mark.parametrize("probability", [0.05, 0.4, 0.9])
+def test_a_sureness_probability_maps_back_to_the_score_that_gives_it(reader: OnnxReader, probability: float) -> None:
+    score = reader.score_for(probability)
+    assert reader.confidence(score) == pytest.approx(probability)
+    assert reader.confidence(score - 0.01) < probability < reader.confidence(score + 0.01)
+    assert reader.score_for(0.0) == float("-inf") and reader.score_for(1.0) == float("inf")
+
+
 def _read(chunk_id: str, text: str, rank: int, score: float, start: int = 0, end: int = 5) -> Read:
     chunk = ChunkRecord(chunk_id=chunk_id, doc_id=chunk_id, text=text, index=0, start=0, end=len(text), title=chunk_id)
     return Read(Retrieved(chunk, 0.0, 0.0, np.zeros(3, dtype=np.float32)), Span(0, start, end, text[start:end], score), rank)

@@ -54,7 +54,7 @@ class DecliningLLM(StreamingLLM):
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> tuple[QAService, DecliningLLM]:
     llm = DecliningLLM()
-    settings = Settings(data_dir=tmp_path_factory.mktemp("retry") / "store", context_tokens=64, reader_sure=-100.0)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("retry") / "store", context_tokens=64, reader_sure=0.0)
     svc = QAService(settings, embedder=embedder, llm=llm, load_llm=False)
     svc.ingest([Loaded("braga", Article(id="braga", title="Braga tram", text=REPORT))])
     return svc, llm
@@ -126,7 +126,7 @@ def test_no_retry_when_turned_off_or_when_the_evidence_is_already_wide(service: 
         llm.replies = ["Answer: I don't know."]
         assert svc.ask("Who will drive the first tram?").refused and len(llm.prompts) == 1
         # the reader sure of no sentence: the first try already had the wide budget, so there is nothing wider
-        svc.settings = original.model_copy(update={"reader_sure": 100.0})
+        svc.settings = original.model_copy(update={"reader_sure": 1.0})
         llm.prompts.clear()
         llm.replies = ["Answer: I don't know."]
         assert svc.ask("Who will drive the first tram?").refused and len(llm.prompts) == 1

@@ -55,6 +55,17 @@ class OnnxReader:
         z = self.calibration["scale"] * score + self.calibration["bias"]
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
+    def score_for(self, probability: float) -> float:
+        """The score at which `confidence` reaches `probability`: a threshold set as a calibrated probability means
+        the same for any exported reader, where a score threshold would have to be re-derived for each (their logit
+        scales differ by a logit or more). 0 and 1 give -inf and +inf."""
+        scale, bias = self.calibration["scale"], self.calibration["bias"]
+        if probability <= 0.0:
+            return float("-inf")
+        if probability >= 1.0 or scale <= 0:
+            return float("inf")
+        return (math.log(probability / (1.0 - probability)) - bias) / scale
+
     def _question(self, question: str) -> str:
         enc = self._words.encode(question, add_special_tokens=False)
         if len(enc.ids) <= MAX_QUESTION_TOKENS:
