@@ -1,0 +1,85 @@
+"""The encoder's int8 weights as shipped (8 bits, per channel) against the same quantisation with `reduce_range`
+(7 bits, as the reader's are): 7-bit weights keep the u8 x s8 products of CPUs without VNNI from saturating, so the
+vectors would be the same on every x86 CPU. Does that cost retrieval? Dense retrieval only (no BM25), doc level,
+over QAMR dev's corpus chunked as ingest chunks it, plus each export's cosine to fp32.
+
+    python bench/encoder_quant.py --out bench/results/encoder_quant.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
+
+
+def doc_ranks(scores: np.ndarray, owner: list[str], depth: int = 10) -> list[str]:
+    seen: list[str] = []
+    for j in np.argsort(-scores):
+        if owner[j] not in seen:
+            seen.append(owner[j])
+            if len(seen) == depth:
+                break
+    return seen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/encoder_quant.json")
+    args = ap.parse_args()
+    from qa_service.config import offline_environment
+
+    offline_environment()
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from qa_service.config import Settings
+    from qa_service.embedding import SentenceTransformerEmbedder, _OnnxTransformer, onnx_path
+    from qa_service.ingest.loaders import load_paths
+    from qa_service.ingest.pipeline import IngestPipeline
+    from qa_service.models import resolve_embedder
+    from qa_service.store.chroma import ChromaStore, make_client
+
+    s = Settings()
+    embedder = SentenceTransformerEmbedder(s.embedding_model, backend="onnx-int8", cache_dir=s.model_cache_dir)  # makes both exports
+    fp32, int8 = onnx_path(s.embedding_model, s.model_cache_dir), onnx_path(s.embedding_model, s.model_cache_dir, int8=True)
+    reduced = Path(tempfile.mkdtemp(prefix="qa-quant-")) / "reduce_range.onnx"
+    quantize_dynamic(str(fp32), str(reduced), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul"])
+
+    pipeline = IngestPipeline(ChromaStore(make_client(tempfile.mkdtemp(prefix="qa-quant-"), None), "probe"), embedder, s)
+    chunks, owner = [], []
+    for item in load_paths([SHARED / "corpus.jsonl"]):
+        if item.article is not None:
+            for c in pipeline.chunk(item.article):
+                chunks.append(c.text)
+                owner.append(c.doc_id)
+    questions = [json.loads(line) for line in (SHARED / "dev.jsonl").read_text().splitlines()]
+    model_dir = Path(resolve_embedder(s.embedding_model))
+    out: dict[str, object] = {"chunks": len(chunks), "questions": len(questions)}
+    vecs: dict[str, np.ndarray] = {}
+    for name, path in (("fp32", fp32), ("int8", int8), ("int8_reduce_range", reduced)):
+        enc = _OnnxTransformer(path, model_dir, 2)
+        vecs[name] = enc.encode(chunks, s.embedding_batch_size)
+        queries = np.stack([enc.encode([q["question"]], 1)[0] for q in questions])
+        ranked = [doc_ranks(row, owner) for row in queries @ vecs[name].T]
+        row: dict[str, object] = {
+            "dense_hits5": round(float(np.mean([q["doc_id"] in r[:5] for q, r in zip(questions, ranked, strict=True)])), 3),
+            "dense_mrr10": round(float(np.mean([1 / (r.index(q["doc_id"]) + 1) if q["doc_id"] in r else 0.0 for q, r in zip(questions, ranked, strict=True)])), 3),
+        }
+        if name != "fp32":
+            cos = (vecs[name] * vecs["fp32"]).sum(axis=1)
+            row["cosine_to_fp32"] = {"min": round(float(cos.min()), 4), "mean": round(float(cos.mean()), 4)}
+        out[name] = row
+        print(name, row, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
