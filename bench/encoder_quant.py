@@ -19,14 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval/qamr-wikinews"
 
 
-def doc_ranks(scores: np.ndarray, owner: list[str], depth: int = 10) -> list[str]:
-    seen: list[str] = []
-    for j in np.argsort(-scores):
-        if owner[j] not in seen:
-            seen.append(owner[j])
-            if len(seen) == depth:
-                break
-    return seen
+def doc_order(scores: np.ndarray, owner: list[str]) -> list[str]:
+    """The articles in the order of their best chunk."""
+    return list(dict.fromkeys(owner[j] for j in np.argsort(-scores)))
 
 
 def main() -> None:
@@ -37,10 +32,9 @@ def main() -> None:
 
     offline_environment()
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     from qa_service.config import Settings
-    from qa_service.embedding import SentenceTransformerEmbedder, _OnnxTransformer, onnx_path
+    from qa_service.embedding import SentenceTransformerEmbedder, _OnnxTransformer, onnx_path, quantize_onnx
+    from qa_service.eval.metrics import first_rank, rank_scores
     from qa_service.ingest.loaders import load_paths
     from qa_service.ingest.pipeline import IngestPipeline
     from qa_service.models import resolve_embedder
@@ -49,8 +43,7 @@ def main() -> None:
     s = Settings()
     embedder = SentenceTransformerEmbedder(s.embedding_model, backend="onnx-int8", cache_dir=s.model_cache_dir)  # makes both exports
     fp32, int8 = onnx_path(s.embedding_model, s.model_cache_dir), onnx_path(s.embedding_model, s.model_cache_dir, int8=True)
-    reduced = Path(tempfile.mkdtemp(prefix="qa-quant-")) / "reduce_range.onnx"
-    quantize_dynamic(str(fp32), str(reduced), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul"])
+    reduced = quantize_onnx(fp32, Path(tempfile.mkdtemp(prefix="qa-quant-")) / "reduce_range.onnx", reduce_range=True)
 
     pipeline = IngestPipeline(ChromaStore(make_client(tempfile.mkdtemp(prefix="qa-quant-"), None), "probe"), embedder, s)
     chunks, owner = [], []
@@ -67,11 +60,8 @@ def main() -> None:
         enc = _OnnxTransformer(path, model_dir, 2)
         vecs[name] = enc.encode(chunks, s.embedding_batch_size)
         queries = np.stack([enc.encode([q["question"]], 1)[0] for q in questions])
-        ranked = [doc_ranks(row, owner) for row in queries @ vecs[name].T]
-        row: dict[str, object] = {
-            "dense_hits5": round(float(np.mean([q["doc_id"] in r[:5] for q, r in zip(questions, ranked, strict=True)])), 3),
-            "dense_mrr10": round(float(np.mean([1 / (r.index(q["doc_id"]) + 1) if q["doc_id"] in r else 0.0 for q, r in zip(questions, ranked, strict=True)])), 3),
-        }
+        scores = [rank_scores(first_rank(doc_order(row, owner), q["doc_id"])) for q, row in zip(questions, queries @ vecs[name].T, strict=True)]
+        row: dict[str, object] = {f"dense_{k}": round(float(np.mean([x[k] for x in scores])), 3) for k in ("hit5", "mrr10")}
         if name != "fp32":
             cos = (vecs[name] * vecs["fp32"]).sum(axis=1)
             row["cosine_to_fp32"] = {"min": round(float(cos.min()), 4), "mean": round(float(cos.mean()), 4)}
