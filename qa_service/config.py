@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     embedding_bulk_threshold: int = Field(
         0, ge=0, description="backend onnx: batches of this many texts or more go through torch (for CPUs where torch is faster); 0: never"
     )
+    encoder_change: Literal["reembed", "refuse"] = Field(
+        "reembed",
+        description="a collection whose vectors another encoder made (QA_EMBEDDING_MODEL or _BACKEND changed since): "
+        "embed its chunks again from the stored documents on open (reembed), or refuse to open it (refuse)",
+    )
     chunk_size: int = Field(256, ge=16, le=4096, description="chunk size in cl100k tokens")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="overlap between neighbouring chunks, in tokens")
 

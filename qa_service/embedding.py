@@ -29,6 +29,10 @@ _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class Embedder(Protocol):
     dim: int
+    identity: str
+    """What makes the vectors: the model, its weights' number format and the dimension. A store records the identity
+    of the encoder that wrote it, and opening it with another one embeds its chunks again (vectors of two encoders do
+    not compare)."""
 
     def embed(self, texts: list[str], *, batch_size: int | None = None) -> np.ndarray: ...
 
@@ -251,6 +255,9 @@ class SentenceTransformerEmbedder:
             self._model = _load_sentence_transformer(str(model_dir), device)
             get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
             self.dim = int(get_dim() or 0)
+        # torch and the fp32 export give the same vectors to float rounding (ingest may mix them: bulk_threshold);
+        # int8 weights move them by ~1%
+        self.identity = f"{Path(model).name} {'int8' if self.backend == 'onnx-int8' else 'fp32'} {self.dim}d"
         self._queries = _LRU(cache_size)
         self._sentences = _LRU(sentence_cache_size)
         self._lock = threading.Lock()

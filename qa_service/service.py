@@ -94,6 +94,9 @@ class QAService:
                 self.rebuilt_chunks = self.pipeline.rebuild()
                 log.warning("collection %s: %d chunks made again", settings.collection, self.rebuilt_chunks)
             self.recovered_chunks = self.pipeline.recover()
+            self.reembedded_chunks = self.pipeline.match_encoder(settings.encoder_change)
+            if self.reembedded_chunks:
+                log.warning("collection %s: %d chunks embedded again with the encoder %s", settings.collection, self.reembedded_chunks, self.embedder.identity)
             self.store.upgrade()
         self._llm = llm
         self._llm_lock = threading.Lock()

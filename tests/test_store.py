@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import numpy as np
 import pytest
 from chromadb.api.client import SharedSystemClient
 
@@ -187,3 +188,44 @@ def test_an_unreadable_chunk_index_is_made_again_from_the_records_on_open(tmp_pa
     resumed = QAService(settings, embedder=embedder, load_llm=False)
     assert resumed.rebuilt_chunks == count and resumed.store.count_chunks() == count
     resumed.close()
+
+
+def test_a_store_made_by_another_encoder_is_embedded_again_or_refused(tmp_path, embedder) -> None:  # type: ignore[no-untyped-def]
+    """Vectors of two encoders do not compare: a query from one ranks the other's chunks by noise (or, with another
+    dimension, the backend fails). The store records which encoder made its vectors; opening it with another embeds
+    every chunk again from the records, or, if so configured, refuses to open it."""
+    from qa_service.embedding import SentenceTransformerEmbedder
+    from qa_service.errors import QAError
+
+    settings = Settings(data_dir=tmp_path / "store", collection="news")
+    first = QAService(settings, embedder=embedder, load_llm=False)
+    first.ingest(load_paths([SEEDS]))
+    count = first.store.count_chunks()
+    assert count > 0 and first.store.encoder() == embedder.identity == "all-MiniLM-L6-v2 int8 384d"
+
+    fp32 = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx")
+    assert fp32.identity == "all-MiniLM-L6-v2 fp32 384d"
+    with pytest.raises(QAError) as refused:
+        QAService(settings.model_copy(update={"encoder_change": "refuse"}), embedder=fp32, load_llm=False)
+    assert refused.value.code == "encoder_mismatch" and refused.value.status == 409
+    assert first.store.encoder() == embedder.identity and first.store.count_chunks() == count  # nothing touched
+
+    second = QAService(settings, embedder=fp32, load_llm=False)
+    assert second.reembedded_chunks == count and second.store.count_chunks() == count
+    assert second.store.encoder() == fp32.identity
+    ids = second.store.chunk_ids()
+    stored = {h.chunk.chunk_id: h.embedding for h in second.store.get_chunks_with_embeddings(ids)}
+    texts = {c.chunk_id: c.text for c in second.store.get_chunks(ids)}
+    for cid in ids:  # every vector is now the fp32 encoder's
+        assert np.allclose(stored[cid], fp32.embed([texts[cid]])[0], atol=1e-5)
+    assert QAService(settings, embedder=fp32, load_llm=False).reembedded_chunks == 0
+
+    # the first process still encodes with int8: its writes would mix two encoders' vectors in one index
+    with pytest.raises(QAError) as mixed:
+        first.ingest([art("late", "A late article about the Riyadh talks.")])
+    assert mixed.value.code == "encoder_mismatch"
+
+    # a store written before stores recorded their encoder is taken to be the opening encoder's
+    second.store.journal.delete(ids=["encoder"])  # type: ignore[attr-defined]
+    legacy = QAService(settings, embedder=embedder, load_llm=False)
+    assert legacy.reembedded_chunks == 0 and legacy.store.encoder() == embedder.identity

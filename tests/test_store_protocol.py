@@ -110,6 +110,19 @@ def test_reset_chunks_empties_the_index_and_keeps_records_and_journal(store: Sto
     assert store.chunk_ids_of("a") == ["a:0"]
 
 
+def test_the_encoder_record_survives_a_chunk_rebuild_and_goes_with_reset(store: Store) -> None:
+    assert store.encoder() is None
+    store.set_encoder("model-a int8 8d")
+    store.set_encoder("model-b fp32 8d")
+    assert store.encoder() == "model-b fp32 8d"
+    fill(store)
+    store.reset_chunks()
+    assert store.encoder() == "model-b fp32 8d"  # the rebuild's caller records the new one when it is done
+    store.chunks_rebuilt()
+    store.reset()
+    assert store.encoder() is None
+
+
 def test_documents(store: Store) -> None:
     docs = [DocRecord(doc_id=d, title=d.upper(), text=f"full text of {d}", content_hash=f"h-{d}", chunk_ids=[f"{d}:0"], url=f"https://x/{d}") for d in "abc"]
     store.put_documents(docs)

@@ -8,15 +8,19 @@ deletes exactly those, for the journalled documents only, so the store never hol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
+from qa_service.errors import QAError
 from qa_service.ingest.chunking import chunk_text
 from qa_service.ingest.loaders import Article, Loaded
 from qa_service.schemas import IngestItem, IngestReport
 from qa_service.store.base import ChunkRecord, DocRecord, Store
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
 
@@ -97,11 +101,44 @@ class IngestPipeline:
             written += len(chunks)
         if changed:
             self.store.put_documents(changed)
+        self.store.set_encoder(self.embedder.identity)
         self.store.chunks_rebuilt()
         return written
 
+    def match_encoder(self, on_change: str) -> int:
+        """Make sure the stored vectors are this encoder's: a query vector compared with another model's (or another
+        dimension's) vectors ranks nonsense, or fails in the backend. A store that records none (new, or written
+        before stores recorded their encoder) is taken to be this encoder's. On a mismatch the chunks are embedded
+        again from the records (`rebuild`), or, with on_change="refuse", the store is not opened. Returns the chunks
+        written."""
+        made_by, mine = self.store.encoder(), self.embedder.identity
+        if made_by == mine:
+            return 0
+        if made_by is None or self.store.count_chunks() == 0:
+            self.store.set_encoder(mine)
+            return 0
+        if on_change == "refuse":
+            raise QAError(
+                f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: "
+                "set QA_EMBEDDING_MODEL / QA_EMBEDDING_BACKEND back, or QA_ENCODER_CHANGE=reembed to embed every chunk again",
+                code="encoder_mismatch",
+                status=409,
+            )
+        log.warning("the chunk vectors were made by the encoder %r; embedding them again with %r", made_by, mine)
+        return self.rebuild()
+
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
         self.recover()
+        made_by = self.store.encoder()
+        if made_by is None:
+            self.store.set_encoder(self.embedder.identity)
+        elif made_by != self.embedder.identity:  # another process, with another encoder, re-embedded the store since this one opened it
+            raise QAError(
+                f"this collection's vectors are now the encoder {made_by!r}'s, and this process encodes with "
+                f"{self.embedder.identity!r}: restart it with the same encoder settings",
+                code="encoder_mismatch",
+                status=409,
+            )
         report = IngestReport()
         window: list[Loaded] = []
         window_chunks = 0

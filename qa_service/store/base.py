@@ -229,6 +229,13 @@ class Store(ChunkStore, DocumentStore, ChangeLog, Journal, Protocol):
     def chunks_rebuilt(self) -> None:
         """Every record's chunks are back after `reset_chunks`."""
 
+    def encoder(self) -> str | None:
+        """The identity of the encoder that made the chunk vectors (`Embedder.identity`); None until one is recorded
+        (a new store, or one written before stores recorded it). `reset` forgets it; `reset_chunks` keeps it."""
+
+    def set_encoder(self, identity: str) -> None:
+        """Record the encoder that made, or from now on makes, the chunk vectors."""
+
     def drop(self) -> None:
         """Delete this collection with everything it holds, for good: nothing is re-created."""
 

@@ -20,6 +20,7 @@ _DOC_VEC = [1.0]
 _UPGRADED = "upgraded"  # journal entry: every chunk carries published_ts
 _REBUILDING = "rebuilding"  # journal entry: the chunk index was dropped and is being made again
 _GENERATION = "generation"  # journal entry: the change log's head, "<seq>:<epoch>" (base.log_token)
+_ENCODER = "encoder"  # journal entry: the identity of the encoder that made the chunk vectors (Embedder.identity)
 LOG_KEEP = 1000  # change-log entries kept; a reader further behind than this lists every chunk id instead
 
 
@@ -88,6 +89,13 @@ class ChromaStore:
 
     def chunks_rebuilt(self) -> None:
         self.journal.delete(ids=[_REBUILDING])
+
+    def encoder(self) -> str | None:
+        got = self.journal.get(ids=[_ENCODER], include=["documents"])
+        return str(got["documents"][0]) if got["ids"] else None
+
+    def set_encoder(self, identity: str) -> None:
+        self.journal.upsert(ids=[_ENCODER], embeddings=[_DOC_VEC], documents=[identity])
 
     def drop(self) -> None:
         """Delete this collection's chunks, records and journal for good (unlike reset, nothing is re-created)."""
