@@ -201,7 +201,7 @@ def test_a_store_made_by_another_encoder_is_embedded_again_or_refused(tmp_path, 
     first = QAService(settings, embedder=embedder, load_llm=False)
     first.ingest(load_paths([SEEDS]))
     count = first.store.count_chunks()
-    assert count > 0 and first.store.encoder() == embedder.identity == "all-MiniLM-L6-v2 int8 384d"
+    assert count > 0 and first.store.encoder() == embedder.identity == "all-MiniLM-L6-v2 int8r7 384d"
 
     fp32 = SentenceTransformerEmbedder("all-MiniLM-L6-v2", backend="onnx")
     assert fp32.identity == "all-MiniLM-L6-v2 fp32 384d"
@@ -225,7 +225,8 @@ def test_a_store_made_by_another_encoder_is_embedded_again_or_refused(tmp_path, 
         first.ingest([art("late", "A late article about the Riyadh talks.")])
     assert mixed.value.code == "encoder_mismatch"
 
-    # a store written before stores recorded their encoder is taken to be the opening encoder's
+    # a store written before stores recorded their encoder (with 8-bit weights then) is embedded again once
     second.store.journal.delete(ids=["encoder"])  # type: ignore[attr-defined]
     legacy = QAService(settings, embedder=embedder, load_llm=False)
-    assert legacy.reembedded_chunks == 0 and legacy.store.encoder() == embedder.identity
+    assert legacy.reembedded_chunks == count and legacy.store.encoder() == embedder.identity
+    assert QAService(settings, embedder=embedder, load_llm=False).reembedded_chunks == 0

@@ -107,16 +107,17 @@ class IngestPipeline:
 
     def match_encoder(self, on_change: str) -> int:
         """Make sure the stored vectors are this encoder's: a query vector compared with another model's (or another
-        dimension's) vectors ranks nonsense, or fails in the backend. A store that records none (new, or written
-        before stores recorded their encoder) is taken to be this encoder's. On a mismatch the chunks are embedded
-        again from the records (`rebuild`), or, with on_change="refuse", the store is not opened. Returns the chunks
-        written."""
+        dimension's) vectors ranks nonsense, or fails in the backend. An empty store takes this encoder. A store
+        with chunks that records none was written before stores recorded their encoder, by 8-bit int8 weights if it
+        kept the default, so it counts as a mismatch. On a mismatch the chunks are embedded again from the records
+        (`rebuild`), or, with on_change="refuse", the store is not opened. Returns the chunks written."""
         made_by, mine = self.store.encoder(), self.embedder.identity
         if made_by == mine:
             return 0
-        if made_by is None or self.store.count_chunks() == 0:
+        if self.store.count_chunks() == 0:
             self.store.set_encoder(mine)
             return 0
+        made_by = made_by or "unrecorded (a store written before stores recorded their encoder)"
         if on_change == "refuse":
             raise QAError(
                 f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: "
