@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     # embedding and chunking
     embedding_model: str = Field("all-MiniLM-L6-v2", description="packaged sentence-transformers model name, or a local model directory")
-    embedding_batch_size: int = Field(4, ge=1, le=1024, description="texts per encoder call; int8 activations are scaled per batch")
+    embedding_batch_size: int = Field(
+        1, ge=1, le=1024, description="texts per encoder call; int8 activations are scaled per batch, so 1 gives a text the same vector in any ingest (as fast on ONNX)"
+    )
     embedding_device: str = Field("cpu", description="torch device for the torch backend")
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = Field(
         "onnx-int8", description="onnx-int8: exported once to ONNX with int8 weights; onnx: fp32 export; torch: sentence-transformers"

@@ -223,7 +223,7 @@ class SentenceTransformerEmbedder:
         self,
         model: str,
         *,
-        batch_size: int = 64,
+        batch_size: int = 1,
         device: str = "cpu",
         backend: Literal["onnx", "onnx-int8", "torch"] = "onnx-int8",
         cache_dir: Path | None = None,
