@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 
 
+def _encoder_mismatch(made_by: str, mine: str, advice: str) -> QAError:
+    return QAError(
+        f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: {advice}",
+        code="encoder_mismatch",
+        status=409,
+    )
+
+
 @dataclass
 class _Pending:
     origin: str
@@ -119,11 +127,8 @@ class IngestPipeline:
             return 0
         made_by = made_by or "unrecorded (a store written before stores recorded their encoder)"
         if on_change == "refuse":
-            raise QAError(
-                f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: "
-                "set QA_EMBEDDING_MODEL / QA_EMBEDDING_BACKEND back, or QA_ENCODER_CHANGE=reembed to embed every chunk again",
-                code="encoder_mismatch",
-                status=409,
+            raise _encoder_mismatch(
+                made_by, mine, "set QA_EMBEDDING_MODEL / QA_EMBEDDING_BACKEND back, or QA_ENCODER_CHANGE=reembed to embed every chunk again"
             )
         log.warning("the chunk vectors were made by the encoder %r; embedding them again with %r", made_by, mine)
         return self.rebuild()
@@ -134,12 +139,7 @@ class IngestPipeline:
         if made_by is None:
             self.store.set_encoder(self.embedder.identity)
         elif made_by != self.embedder.identity:  # another process, with another encoder, re-embedded the store since this one opened it
-            raise QAError(
-                f"this collection's vectors are now the encoder {made_by!r}'s, and this process encodes with "
-                f"{self.embedder.identity!r}: restart it with the same encoder settings",
-                code="encoder_mismatch",
-                status=409,
-            )
+            raise _encoder_mismatch(made_by, self.embedder.identity, "restart this process with the same encoder settings")
         report = IngestReport()
         window: list[Loaded] = []
         window_chunks = 0
