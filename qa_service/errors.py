@@ -33,3 +33,10 @@ NotReady = _kind("NotReady", 503, "not_ready", "Models are still loading, or fai
 Unauthorized = _kind("Unauthorized", 401, "unauthorized", "This endpoint needs an API key and none (or a wrong one) was sent.")
 RateLimited = _kind("RateLimited", 429, "rate_limited", "The caller's request rate is over the limit.")
 Busy = _kind("Busy", 503, "busy", "Every slot is taken (generations, requests, or the store's writer lock).")
+EncoderMismatch = _kind(
+    "EncoderMismatch", 409, "encoder_mismatch", "The collection's vectors were made by another encoder than this process's."
+)
+
+
+def encoder_mismatch(made_by: str, mine: str, advice: str) -> QAError:
+    return EncoderMismatch(f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: {advice}")

@@ -224,6 +224,10 @@ def test_a_store_made_by_another_encoder_is_embedded_again_or_refused(tmp_path, 
     with pytest.raises(QAError) as mixed:
         first.ingest([art("late", "A late article about the Riyadh talks.")])
     assert mixed.value.code == "encoder_mismatch"
+    with pytest.raises(QAError) as stale:  # and its questions would be int8 vectors searched among fp32 ones
+        first.search("Where did the envoys meet?")
+    assert stale.value.code == "encoder_mismatch" and stale.value.status == 409
+    assert [r.chunk_id for r in second.search("Where did the envoys meet?")]
 
     # a store written before stores recorded their encoder (with 8-bit weights then) is embedded again once
     second.store.journal.delete(ids=["encoder"])  # type: ignore[attr-defined]

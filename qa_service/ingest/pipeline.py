@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
-from qa_service.errors import QAError
+from qa_service.errors import encoder_mismatch
 from qa_service.ingest.chunking import chunk_text
 from qa_service.ingest.loaders import Article, Loaded
 from qa_service.schemas import IngestItem, IngestReport
@@ -23,14 +23,6 @@ from qa_service.store.base import ChunkRecord, DocRecord, Store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int], None]
-
-
-def _encoder_mismatch(made_by: str, mine: str, advice: str) -> QAError:
-    return QAError(
-        f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: {advice}",
-        code="encoder_mismatch",
-        status=409,
-    )
 
 
 @dataclass
@@ -127,7 +119,7 @@ class IngestPipeline:
             return 0
         made_by = made_by or "unrecorded (a store written before stores recorded their encoder)"
         if on_change == "refuse":
-            raise _encoder_mismatch(
+            raise encoder_mismatch(
                 made_by, mine, "set QA_EMBEDDING_MODEL / QA_EMBEDDING_BACKEND back, or QA_ENCODER_CHANGE=reembed to embed every chunk again"
             )
         log.warning("the chunk vectors were made by the encoder %r; embedding them again with %r", made_by, mine)
@@ -139,7 +131,7 @@ class IngestPipeline:
         if made_by is None:
             self.store.set_encoder(self.embedder.identity)
         elif made_by != self.embedder.identity:  # another process, with another encoder, re-embedded the store since this one opened it
-            raise _encoder_mismatch(made_by, self.embedder.identity, "restart this process with the same encoder settings")
+            raise encoder_mismatch(made_by, self.embedder.identity, "restart this process with the same encoder settings")
         report = IngestReport()
         window: list[Loaded] = []
         window_chunks = 0
