@@ -40,3 +40,10 @@ EncoderMismatch = _kind(
 
 def encoder_mismatch(made_by: str, mine: str, advice: str) -> QAError:
     return EncoderMismatch(f"this collection's vectors were made by the encoder {made_by!r}, and this process encodes with {mine!r}: {advice}")
+
+
+def refuse_stale_encoder(made_by: str | None, mine: str) -> None:
+    """Another process embedded the collection again with another encoder since this one opened it: this process's
+    vectors, written or asked, belong to another model's space (or another dimension). None: nothing recorded yet."""
+    if made_by is not None and made_by != mine:
+        raise encoder_mismatch(made_by, mine, "restart this process with the same encoder settings")

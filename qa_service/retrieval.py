@@ -9,7 +9,7 @@ import numpy as np
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
-from qa_service.errors import encoder_mismatch
+from qa_service.errors import refuse_stale_encoder
 from qa_service.schemas import Filters
 from qa_service.store.base import ChunkRecord, Store, Where, date_key, key_date
 from qa_service.store.lexical import LexicalIndex
@@ -84,11 +84,7 @@ class Retriever:
         measured worse on RealTimeQA (doc Hits@10 0.774 -> 0.743 at a quarter weight; docs/time.md)."""
         s = self.settings
         use_hybrid = s.hybrid if hybrid is None else hybrid
-        made_by = self.store.encoder()
-        if made_by is not None and made_by != self.embedder.identity:
-            # another process embedded the collection again with another encoder since this one opened it: this
-            # process's query vectors would rank against another model's space (or fail on another dimension)
-            raise encoder_mismatch(made_by, self.embedder.identity, "restart this process with the same encoder settings")
+        refuse_stale_encoder(self.store.encoder(), self.embedder.identity)
         q = self.embedder.embed_query(query)
         n_cand = max(s.candidates, k * 3)
         lexical = self.lexical.query_ids(query, n_cand, where) if use_hybrid else []  # first: it syncs the index _dense reads

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from qa_service.config import Settings
 from qa_service.embedding import Embedder
-from qa_service.errors import encoder_mismatch
+from qa_service.errors import encoder_mismatch, refuse_stale_encoder
 from qa_service.ingest.chunking import chunk_text
 from qa_service.ingest.loaders import Article, Loaded
 from qa_service.schemas import IngestItem, IngestReport
@@ -128,10 +128,9 @@ class IngestPipeline:
     def ingest(self, items: Iterable[Loaded], progress: Progress | None = None) -> IngestReport:
         self.recover()
         made_by = self.store.encoder()
+        refuse_stale_encoder(made_by, self.embedder.identity)
         if made_by is None:
             self.store.set_encoder(self.embedder.identity)
-        elif made_by != self.embedder.identity:  # another process, with another encoder, re-embedded the store since this one opened it
-            raise encoder_mismatch(made_by, self.embedder.identity, "restart this process with the same encoder settings")
         report = IngestReport()
         window: list[Loaded] = []
         window_chunks = 0
